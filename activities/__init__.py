@@ -1,0 +1,1 @@
+"""Activities: every side effect of a journey (database, email, sales)."""

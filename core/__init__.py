@@ -1,0 +1,1 @@
+"""Process-wide plumbing: settings, logging, database access and event intake."""

@@ -1,0 +1,88 @@
+"""One settings object for every process, read from the environment and `.env`."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that ship in the repository so that `make run` works out of the box.
+# They are refused outside development.
+DEVELOPMENT_WEBHOOK_SECRET = "development-webhook-secret"
+DEVELOPMENT_UNSUBSCRIBE_SECRET = "development-unsubscribe-secret"
+
+
+class Settings(BaseSettings):
+    """Everything a process needs to know about where it runs."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "lead-nurture"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
+    # Unset means: run the embedded PostgreSQL server under `data_dir`.
+    database_url: str | None = None
+    embedded_postgres_port: int = 54329
+
+    data_dir: Path = Path("var")
+    journeys_dir: Path = Path("journeys")
+
+    email_backend: Literal["outbox", "sendgrid"] = "outbox"
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    email_from: str = "hello@example.com"
+    email_from_name: str = "Lead Nurture"
+    sales_queue_email: str = "sales@example.com"
+    postal_address: str = "Example Ltd, 1 Example Street, Exampletown"
+
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8000
+    webhook_public_url: str = "http://127.0.0.1:8000"
+    webhook_secret: SecretStr = SecretStr(DEVELOPMENT_WEBHOOK_SECRET)
+    unsubscribe_secret: SecretStr = SecretStr(DEVELOPMENT_UNSUBSCRIBE_SECRET)
+
+    worker_activity_slots: int = 32
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets_in_production(self) -> "Settings":
+        if self.environment != "production":
+            return self
+        placeholders = {
+            "WEBHOOK_SECRET": (self.webhook_secret, DEVELOPMENT_WEBHOOK_SECRET),
+            "UNSUBSCRIBE_SECRET": (
+                self.unsubscribe_secret,
+                DEVELOPMENT_UNSUBSCRIBE_SECRET,
+            ),
+        }
+        for name, (secret, placeholder) in placeholders.items():
+            if secret.get_secret_value() == placeholder:
+                message = f"{name} must be set to a real secret in production."
+                raise ValueError(message)
+        if self.database_url is None:
+            message = "DATABASE_URL must be set in production."
+            raise ValueError(message)
+        return self
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+    @property
+    def temporal_db_file(self) -> Path:
+        return self.data_dir / "temporal.db"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

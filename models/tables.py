@@ -1,0 +1,150 @@
+"""Database tables. The database is the record for reporting and idempotency;
+the workflow is the record of where each journey stands."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+
+class Lead(SQLModel, table=True):
+    """A person we nurture. `email` is stored normalised (trimmed, lower case)."""
+
+    __tablename__ = "leads"
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str | None = Field(default=None, unique=True, index=True)
+    email: str = Field(unique=True, index=True)
+    first_name: str | None = None
+    last_name: str | None = None
+    owner_email: str | None = None
+    time_zone: str | None = None
+    do_not_email: bool = False
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False)
+    )
+    stage: str = "new"
+    score: int = 0
+    unsubscribed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    bounced_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False),
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False),
+    )
+
+
+class EventStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    UNMATCHED = "unmatched"
+    NO_JOURNEY = "no_journey"
+
+
+class LeadEvent(SQLModel, table=True):
+    """Something a lead (or sales) did. Stored before it is signalled."""
+
+    __tablename__ = "events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True, index=True)
+    lead_id: int | None = Field(default=None, foreign_key="leads.id", index=True)
+    type: str
+    source: str
+    properties: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False)
+    )
+    status: str = Field(default=EventStatus.PENDING, index=True)
+    occurred_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    received_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False),
+    )
+    delivered_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+
+
+class SendStatus(StrEnum):
+    SENDING = "sending"
+    SENT = "sent"
+    SUPPRESSED = "suppressed"
+    FAILED = "failed"
+
+
+class EmailSend(SQLModel, table=True):
+    """One touch. The unique idempotency key makes a retried send a no-op."""
+
+    __tablename__ = "email_sends"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True)
+    lead_id: int = Field(foreign_key="leads.id", index=True)
+    journey: str
+    step: str
+    template: str
+    kind: str = "marketing"
+    status: str = SendStatus.SENDING
+    reason: str | None = None
+    subject: str | None = None
+    provider_message_id: str | None = None
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False),
+    )
+    sent_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+
+
+class ScoreChange(SQLModel, table=True):
+    """Why a lead's score moved: the breakdown is kept with every change."""
+
+    __tablename__ = "score_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="leads.id", index=True)
+    old_score: int
+    new_score: int
+    reason: str
+    breakdown: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False)
+    )
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False),
+    )
+
+
+class SalesHandoff(SQLModel, table=True):
+    """A lead handed to sales: at most one per MQL episode."""
+
+    __tablename__ = "sales_handoffs"
+    __table_args__ = (UniqueConstraint("lead_id", "episode"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="leads.id", index=True)
+    episode: int
+    owner_email: str
+    score: int
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False),
+    )

@@ -1,0 +1,1 @@
+"""Command line: start cohorts, send an event, validate journeys."""

@@ -1,0 +1,1 @@
+"""FastAPI service that turns what leads do into journey events."""
