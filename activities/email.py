@@ -143,8 +143,8 @@ class EmailActivities:
         with Session(get_engine(self.database_url)) as session:
             lead = session.get(Lead, request.lead_id)
             if lead is None:
-                reason = f"lead {request.lead_id} does not exist"
-                return EmailOutcome(status=SendStatus.SUPPRESSED, reason=reason)
+                missing = f"lead {request.lead_id} does not exist"
+                return EmailOutcome(status=SendStatus.SUPPRESSED, reason=missing)
 
             # Re-checked right before sending: the lead may have unsubscribed
             # while this touch was queued.
@@ -152,7 +152,10 @@ class EmailActivities:
             if reason is not None:
                 self._record_suppressed(session, request, reason)
                 log.info(
-                    "email.suppressed", lead_id=lead.id, step=request.step, reason=reason
+                    "email.suppressed",
+                    lead_id=lead.id,
+                    step=request.step,
+                    reason=reason,
                 )
                 return EmailOutcome(status=SendStatus.SUPPRESSED, reason=reason)
 
@@ -178,9 +181,7 @@ class EmailActivities:
 
     def _build(self, lead: Lead, request: EmailRequest) -> OutgoingEmail:
         assert lead.id is not None
-        unsubscribe = unsubscribe_url(
-            self.public_url, self.unsubscribe_secret, lead.id
-        )
+        unsubscribe = unsubscribe_url(self.public_url, self.unsubscribe_secret, lead.id)
         context: dict[str, object] = {
             "first_name": lead.first_name,
             "last_name": lead.last_name,

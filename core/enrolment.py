@@ -55,13 +55,14 @@ def upsert_leads(database_url: str, records: Iterable[LeadRecord]) -> list[int]:
                 "attributes": record.attributes,
             }
             now = utcnow()
-            statement = insert(Lead).values(
-                **values, stage="new", score=0, created_at=now, updated_at=now
+            statement = (
+                insert(Lead)
+                .values(**values, stage="new", score=0, created_at=now, updated_at=now)
+                .on_conflict_do_update(
+                    index_elements=["email"], set_={**values, "updated_at": now}
+                )
+                .returning(col(Lead.id))
             )
-            statement = statement.on_conflict_do_update(
-                index_elements=["email"],
-                set_={**values, "updated_at": now},
-            ).returning(col(Lead.id))
             ids.append(session.execute(statement).scalar_one())
         session.commit()
     return ids

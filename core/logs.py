@@ -41,9 +41,7 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
         return
     _configured = True
 
-    as_json = log_format == "json" or (
-        log_format == "auto" and not sys.stderr.isatty()
-    )
+    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if as_json

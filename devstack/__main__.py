@@ -43,7 +43,9 @@ def _stop(process: subprocess.Popen[bytes], name: str) -> None:
     log.info("devstack.stopped", process=name)
 
 
-async def _wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes]) -> None:
+async def _wait_for_temporal(
+    settings: Settings, server: subprocess.Popen[bytes]
+) -> None:
     deadline = time.monotonic() + 60
     while True:
         if server.poll() is not None:
@@ -133,11 +135,15 @@ def up(settings: Settings) -> int:
 
         asyncio.run(run_cohort(settings, EXAMPLE_COHORT, "welcome"))
 
+        workflows = (
+            f"{settings.temporal_ui_url}/namespaces/"
+            f"{settings.temporal_namespace}/workflows"
+        )
         print(
             f"""
 Lead nurture is running. Press Ctrl-C to stop everything.
 
-  Temporal UI     {settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows
+  Temporal UI     {workflows}
   Outbox          {settings.outbox_dir}/ (one .eml file per email)
   Webhooks        {webhook_url}/docs
   Logs            {logs}/

@@ -2,9 +2,8 @@
 
 import os
 import subprocess
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import structlog
 
@@ -99,5 +98,3 @@ class EmbeddedPostgres:
                 f"{result.stderr.strip() or result.stdout.strip()}"
             )
             raise RuntimeError(message)
-
-

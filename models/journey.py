@@ -71,12 +71,25 @@ Step = Annotated[
 ]
 
 
+class EntryRule(BaseModel):
+    """Who may enter the journey outside a cohort start."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Event types that enrol a lead that has no journey yet (for example a
+    # form submission from an unknown visitor).
+    events: list[str] = []
+    # Whether such an event re-enrols a lead whose journey has finished.
+    reenrol: bool = False
+
+
 class Journey(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     version: int = Field(ge=1)
     description: str = ""
+    entry: EntryRule = EntryRule()
     steps: list[Step] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -47,6 +47,9 @@ class JourneyStart(BaseModel):
     scoring: ScoringRules
     state: JourneyState = Field(default_factory=JourneyState)
     pending_events: list[LeadEvent] = []
+    # Off only where the server cannot index the project's search attributes
+    # (the time-skipping test server cannot register them).
+    index_search_attributes: bool = True
 
 
 class JourneyResult(BaseModel):
@@ -70,9 +73,14 @@ class EmailRequest(BaseModel):
 
 
 class EmailOutcome(BaseModel):
+    """`sent`, `suppressed` (never to be sent; `reason` says why) or `deferred`
+    (the frequency cap or quiet hours hold it; the journey sleeps until
+    `defer_until` and asks again with the same idempotency key)."""
+
     status: str
     reason: str | None = None
     message_id: str | None = None
+    defer_until: datetime | None = None
 
 
 class ScoreRequest(BaseModel):

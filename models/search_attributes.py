@@ -25,7 +25,9 @@ _CLI_TYPE_NAMES = {
 
 def cli_type_name(key: SearchAttributeKey) -> str:  # type: ignore[type-arg]
     """The type name `temporal operator search-attribute create` expects."""
-    return _CLI_TYPE_NAMES[key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_")]
+    return _CLI_TYPE_NAMES[
+        key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_")
+    ]
 
 
 def cli_flags() -> list[str]:

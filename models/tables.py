@@ -14,7 +14,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-
 class Lead(SQLModel, table=True):
     """A person we nurture. `email` is stored normalised (trimmed, lower case)."""
 

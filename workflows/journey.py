@@ -1,6 +1,5 @@
 """One lead's nurture journey: a long-lived workflow, id `lead-<lead id>`."""
 
-import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -151,7 +150,7 @@ class LeadJourney:
                     timeout=remaining,
                     timeout_summary=f"wait {_describe(duration)} (an event wakes it)",
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             await self._apply_events()
         self._state.next_touch_at = None
@@ -243,17 +242,18 @@ class LeadJourney:
         state = self._state
         journey = self._start.journey
         mql = "open" if state.mql_open else ("closed" if state.mql_episode else "none")
-        updates: Sequence[SearchAttributeUpdate] = [  # type: ignore[type-arg]
-            sa.LEAD_STAGE.value_set(state.stage),
-            sa.LEAD_SCORE.value_set(state.score),
-            sa.JOURNEY.value_set(journey.name),
-            sa.JOURNEY_VERSION.value_set(journey.version),
-            sa.MQL_STATE.value_set(mql),
-            sa.NEXT_TOUCH_AT.value_set(state.next_touch_at)
-            if state.next_touch_at
-            else sa.NEXT_TOUCH_AT.value_unset(),
-        ]
-        workflow.upsert_search_attributes(updates)
+        if self._start.index_search_attributes:
+            updates: Sequence[SearchAttributeUpdate] = [  # type: ignore[type-arg]
+                sa.LEAD_STAGE.value_set(state.stage),
+                sa.LEAD_SCORE.value_set(state.score),
+                sa.JOURNEY.value_set(journey.name),
+                sa.JOURNEY_VERSION.value_set(journey.version),
+                sa.MQL_STATE.value_set(mql),
+                sa.NEXT_TOUCH_AT.value_set(state.next_touch_at)
+                if state.next_touch_at
+                else sa.NEXT_TOUCH_AT.value_unset(),
+            ]
+            workflow.upsert_search_attributes(updates)
         step = current_step or _step_id(journey.steps, state.step_index)
         details = [
             f"**Journey:** {journey.name} v{journey.version}",
