@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -38,6 +38,14 @@ class Lead(SQLModel, table=True):
     bounced_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True))
     )
+    complained_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    # Set when the address cannot be sent to (refused before or by the provider).
+    email_invalid_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    email_invalid_reason: str | None = None
     created_at: datetime = Field(
         default_factory=utcnow,
         sa_column=Column(DateTime(timezone=True), nullable=False),
@@ -92,6 +100,9 @@ class EmailSend(SQLModel, table=True):
     """One touch. The unique idempotency key makes a retried send a no-op."""
 
     __tablename__ = "email_sends"
+    __table_args__ = (
+        Index("ix_email_sends_lead_kind_created", "lead_id", "kind", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(unique=True)
@@ -109,6 +120,11 @@ class EmailSend(SQLModel, table=True):
         sa_column=Column(DateTime(timezone=True), nullable=False),
     )
     sent_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    # The provider's answer when it refused the touch for good.
+    error: str | None = None
+    failed_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True))
     )
 
@@ -143,7 +159,19 @@ class SalesHandoff(SQLModel, table=True):
     episode: int
     owner_email: str
     score: int
+    reason: str | None = None
+    recipients: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    )
     created_at: datetime = Field(
         default_factory=utcnow,
         sa_column=Column(DateTime(timezone=True), nullable=False),
+    )
+    emailed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    # The Slack-compatible incoming webhook, when one is configured.
+    chat_notified_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
     )
