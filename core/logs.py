@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
+from temporalio import activity
 
 _configured = False
 
@@ -31,6 +32,19 @@ def _lift_temporal_context(
         event_dict["attempt"] = activity.get("attempt")
         event_dict["workflow_id"] = activity.get("workflow_id")
         event_dict["run_id"] = activity.get("workflow_run_id")
+    return event_dict
+
+
+def _add_activity_context(
+    _logger: WrappedLogger, _method: str, event_dict: EventDict
+) -> EventDict:
+    """Inside an activity, say which one, which attempt, and for which run."""
+    if activity.in_activity():
+        info = activity.info()
+        event_dict.setdefault("activity", info.activity_type)
+        event_dict.setdefault("attempt", info.attempt)
+        event_dict.setdefault("workflow_id", info.workflow_id)
+        event_dict.setdefault("run_id", info.workflow_run_id)
     return event_dict
 
 
@@ -54,6 +68,7 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
         _lift_temporal_context,
+        _add_activity_context,
     ]
 
     structlog.configure(
