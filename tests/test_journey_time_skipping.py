@@ -2,52 +2,15 @@
 activities replaced by fakes registered under the same names."""
 
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from models.messages import (
-    EmailOutcome,
-    EmailRequest,
-    HandoffOutcome,
-    HandoffRequest,
-    JourneyStart,
-    LeadEvent,
-    ScoreRequest,
-    ScoreResult,
-)
+from models.messages import JourneyStart, LeadEvent
 from tests.factories import default_scoring, welcome_journey
+from tests.journey_fakes import FakeWorld
 from workflows.journey import LeadJourney
-from workflows.scoring import compute_score
-
-
-@dataclass
-class FakeWorld:
-    """Stands in for the database and the email provider."""
-
-    attributes: dict[str, str] = field(default_factory=dict)
-    emails: list[tuple[str, datetime]] = field(default_factory=list)
-    handoffs: list[tuple[int, datetime]] = field(default_factory=list)
-
-    def activities(self) -> list[object]:
-        @activity.defn(name="send_email")
-        async def send_email(request: EmailRequest) -> EmailOutcome:
-            self.emails.append((request.step, activity.info().scheduled_time))
-            return EmailOutcome(status="sent", message_id=request.idempotency_key)
-
-        @activity.defn(name="score_lead")
-        async def score_lead(request: ScoreRequest) -> ScoreResult:
-            return compute_score(request.rules, self.attributes, request.event_counts)
-
-        @activity.defn(name="notify_sales")
-        async def notify_sales(request: HandoffRequest) -> HandoffOutcome:
-            self.handoffs.append((request.episode, activity.info().scheduled_time))
-            return HandoffOutcome(owner_email="sales@example.com", created=True)
-
-        return [send_email, score_lead, notify_sales]
 
 
 def journey_start(lead_id: int = 1) -> JourneyStart:

@@ -1,0 +1,78 @@
+"""Fake activities for journey tests, registered under the real names: they
+stand in for the database, the email provider and the sales inbox."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+
+from models.messages import (
+    EmailOutcome,
+    EmailRequest,
+    HandoffOutcome,
+    HandoffRequest,
+    ScoreRequest,
+    ScoreResult,
+)
+from workflows.scoring import compute_score
+
+
+@dataclass
+class FakeWorld:
+    attributes: dict[str, Any] = field(default_factory=dict)
+    # Scores to return, one per score_lead call, instead of computing them.
+    scripted_scores: Iterator[int] | None = None
+    # send_email answers `deferred` this many times per key before sending.
+    defer_times: int = 0
+    defer_for_seconds: float = 3_600
+    emails: list[tuple[str, datetime]] = field(default_factory=list)
+    deferrals: list[tuple[str, str, datetime]] = field(default_factory=list)
+    handoffs: list[tuple[int, datetime]] = field(default_factory=list)
+    escalations: list[tuple[int, datetime]] = field(default_factory=list)
+    scores: list[tuple[int, str, datetime]] = field(default_factory=list)
+
+    def activities(self) -> list[object]:
+        @activity.defn(name="send_email")
+        async def send_email(request: EmailRequest) -> EmailOutcome:
+            now = activity.info().scheduled_time
+            asked = sum(key == request.idempotency_key for key, _, _ in self.deferrals)
+            if asked < self.defer_times:
+                self.deferrals.append((request.idempotency_key, request.step, now))
+                until = datetime.fromtimestamp(
+                    now.timestamp() + self.defer_for_seconds, tz=now.tzinfo
+                )
+                return EmailOutcome(
+                    status="deferred", reason="frequency cap", defer_until=until
+                )
+            self.emails.append((request.step, now))
+            return EmailOutcome(status="sent", message_id=request.idempotency_key)
+
+        @activity.defn(name="score_lead")
+        async def score_lead(request: ScoreRequest) -> ScoreResult:
+            if self.scripted_scores is not None:
+                result = ScoreResult(score=next(self.scripted_scores), breakdown={})
+            else:
+                result = compute_score(
+                    request.rules,
+                    self.attributes,
+                    request.event_counts,
+                    touches=request.touches,
+                    as_of=request.as_of,
+                )
+            self.scores.append(
+                (result.score, request.reason, activity.info().scheduled_time)
+            )
+            return result
+
+        @activity.defn(name="notify_sales")
+        async def notify_sales(request: HandoffRequest) -> HandoffOutcome:
+            sent = (request.episode, activity.info().scheduled_time)
+            (self.escalations if request.escalation else self.handoffs).append(sent)
+            return HandoffOutcome(owner_email="sales@example.com", created=True)
+
+        return [send_email, score_lead, notify_sales]
+
+    def email_steps(self) -> list[str]:
+        return [step for step, _ in self.emails]
