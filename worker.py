@@ -3,6 +3,7 @@
 import asyncio
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import structlog
 from temporalio.client import Client
@@ -12,6 +13,8 @@ from activities.backends import EmailBackend, OutboxBackend
 from activities.email import EmailActivities, TemplateRenderer
 from activities.sales import SalesActivities
 from activities.scoring import ScoringActivities
+from activities.send_policy import SendPolicy
+from activities.sendgrid_backend import SendGridBackend
 from core.db import resolve_database_url, upgrade
 from core.logs import configure_logging
 from core.settings import Settings, get_settings
@@ -22,11 +25,27 @@ log = structlog.get_logger(__name__)
 
 
 def email_backend(settings: Settings) -> EmailBackend:
+    """The outbox in development, SendGrid when `EMAIL_BACKEND=sendgrid`."""
     if settings.email_backend == "outbox":
         return OutboxBackend(settings.outbox_dir)
-    # TODO: the SendGrid backend is issue #4; until then only the outbox runs.
-    message = "EMAIL_BACKEND=sendgrid is not available yet; use 'outbox'."
-    raise ValueError(message)
+    if settings.sendgrid_api_key is None:
+        message = "EMAIL_BACKEND=sendgrid needs SENDGRID_API_KEY; it is not set."
+        raise ValueError(message)
+    return SendGridBackend(
+        settings.sendgrid_api_key.get_secret_value(),
+        host=settings.sendgrid_host,
+        timeout=settings.sendgrid_timeout_seconds,
+    )
+
+
+def send_policy(settings: Settings) -> SendPolicy:
+    return SendPolicy(
+        cap=settings.email_frequency_cap,
+        period=timedelta(days=settings.email_frequency_days),
+        quiet_start=settings.email_quiet_hours_start,
+        quiet_end=settings.email_quiet_hours_end,
+        default_time_zone=settings.default_time_zone,
+    )
 
 
 def build_worker(
@@ -48,6 +67,7 @@ def build_worker(
         postal_address=settings.postal_address,
         public_url=settings.webhook_public_url,
         unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
+        policy=send_policy(settings),
     )
     sales = SalesActivities(
         database_url,
@@ -58,6 +78,12 @@ def build_worker(
         default_owner=settings.sales_queue_email,
         temporal_ui_url=settings.temporal_ui_url,
         namespace=settings.temporal_namespace,
+        copies=settings.sales_handoff_cc,
+        chat_webhook_url=(
+            settings.sales_chat_webhook_url.get_secret_value()
+            if settings.sales_chat_webhook_url
+            else None
+        ),
     )
     scoring = ScoringActivities(database_url)
     return Worker(

@@ -1,5 +1,6 @@
 """One settings object for every process, read from the environment and `.env`."""
 
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -39,6 +40,24 @@ class Settings(BaseSettings):
     email_from_name: str = "Lead Nurture"
     sales_queue_email: str = "sales@example.com"
     postal_address: str = "Example Ltd, 1 Example Street, Exampletown"
+    sendgrid_timeout_seconds: float = 10.0
+    # At most this many marketing emails per lead in any `email_frequency_days`
+    # days, across journeys (0: no cap); a touch over the cap is deferred.
+    email_frequency_cap: int = 3
+    email_frequency_days: int = 7
+    # No marketing email between these local times in the lead's time zone; a
+    # touch that falls in them is deferred. Equal times (the default, so that a
+    # demo or a test at night still sends): no quiet hours. For example 21:00
+    # and 08:00.
+    email_quiet_hours_start: time = time(0, 0)
+    email_quiet_hours_end: time = time(0, 0)
+    # The time zone of a lead that has none, or an unknown one.
+    default_time_zone: str = "UTC"
+    # Addresses that get every sales handoff besides the owner, comma-separated.
+    sales_handoff_cc: str = ""
+    # A Slack-compatible incoming webhook that hears of every handoff; unset:
+    # email only.
+    sales_chat_webhook_url: SecretStr | None = None
 
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 8000
