@@ -175,3 +175,29 @@ class SalesHandoff(SQLModel, table=True):
     chat_notified_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True))
     )
+
+
+class CohortImport(SQLModel, table=True):
+    """One run of `starter cohort` over a file: what became of its rows. Runs of
+    the same file (same fingerprint) are re-runs of one import."""
+
+    __tablename__ = "cohort_imports"
+
+    id: int | None = Field(default=None, primary_key=True)
+    file_name: str
+    file_sha256: str = Field(index=True)
+    journey: str
+    rows: int
+    accepted: int
+    merged: int
+    rejected: int
+    started: int = 0
+    already_enrolled: int = 0
+    completed: bool = False
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False),
+    )
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
