@@ -241,8 +241,9 @@ class Journey(BaseModel):
             for field, target in _targets(step):
                 if target not in seen:
                     message = (
-                        f"steps.{index} ({step.id}): {field} names step "
-                        f"{target!r}, which this journey does not have"
+                        f"step {index + 1} {step.id!r} ({step.kind}), field "
+                        f"{field}: names step {target!r}, which this journey "
+                        "does not have"
                     )
                     raise ValueError(message)
         return self
@@ -255,7 +256,7 @@ class Journey(BaseModel):
         raise KeyError(message)
 
 
-def _targets(step: _Step) -> list[tuple[str, str]]:
+def _targets(step: "Step") -> list[tuple[str, str]]:
     """The (field, step id) pairs a step jumps to."""
     pairs: list[tuple[str, str | None]] = []
     if isinstance(step, GotoStep):
@@ -330,3 +331,30 @@ class ScoringRules(BaseModel):
         for name in ("half_life", "rescore_every", "sales_sla"):
             _positive(getattr(self, name), name)
         return self
+
+
+def describe_location(raw: object, location: tuple[int | str, ...]) -> str:
+    """Where a validation problem is, in the words of the file: the step (by
+    number and id) and the field, e.g. `step 3 'settle-in' (wait), field
+    duration`."""
+    if not location:
+        return "top level"
+    if location[0] == "steps" and len(location) >= 2 and isinstance(location[1], int):
+        number = location[1]
+        steps = raw.get("steps") if isinstance(raw, dict) else None
+        step = (
+            steps[number]
+            if isinstance(steps, list) and 0 <= number < len(steps)
+            else None
+        )
+        step_id = step.get("id") if isinstance(step, dict) else None
+        kind = step.get("kind") if isinstance(step, dict) else None
+        # Skip the union tag pydantic adds after the index.
+        rest = [str(part) for part in location[2:] if part != kind]
+        where = f"step {number + 1}"
+        if step_id:
+            where += f" {step_id!r}"
+        if kind:
+            where += f" ({kind})"
+        return f"{where}, field {'.'.join(rest)}" if rest else where
+    return "field " + ".".join(str(part) for part in location)

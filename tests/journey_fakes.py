@@ -28,6 +28,7 @@ class FakeWorld:
     defer_times: int = 0
     defer_for_seconds: float = 3_600
     emails: list[tuple[str, datetime]] = field(default_factory=list)
+    sent_keys: list[str] = field(default_factory=list)
     deferrals: list[tuple[str, str, datetime]] = field(default_factory=list)
     handoffs: list[tuple[int, datetime]] = field(default_factory=list)
     escalations: list[tuple[int, datetime]] = field(default_factory=list)
@@ -47,6 +48,7 @@ class FakeWorld:
                     status="deferred", reason="frequency cap", defer_until=until
                 )
             self.emails.append((request.step, now))
+            self.sent_keys.append(request.idempotency_key)
             return EmailOutcome(status="sent", message_id=request.idempotency_key)
 
         @activity.defn(name="score_lead")

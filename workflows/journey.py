@@ -646,9 +646,12 @@ class LeadJourney:
             return "suppressed"
         if ended_by in self._goals:
             return "converted"
-        if self._engine_v2 and self._state.mql_status in ("accepted",):
+        if not self._engine_v2:
+            return "mql" if self._state.mql_open else "nurtured"
+        status = self._state.mql_status
+        if status == "accepted":
             return "sql"
-        return "mql" if self._state.mql_open else "nurtured"
+        return "mql" if status in ("open", "escalated") else "nurtured"
 
     def _publish(self, current_step: str | None = None) -> None:
         """Keep the search attributes and current details the UI shows in step."""
