@@ -36,6 +36,9 @@ class Reply:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # For a 429: the X-RateLimit-Reset header is this far from the moment of
+    # the answer (rounded up to whole epoch seconds, as SendGrid sends it).
+    reset_in_seconds: float | None = None
 
 
 def accepted() -> Reply:
@@ -50,8 +53,7 @@ def bad_request(field_name: str, message: str) -> Reply:
 
 def rate_limited(reset_in_seconds: float) -> Reply:
     """429 with SendGrid's rate-limit headers; the reset is whole epoch seconds,
-    at least `reset_in_seconds` from now."""
-    reset = math.ceil(time.time() + reset_in_seconds)
+    at least `reset_in_seconds` after the answer."""
     body = {"errors": [{"message": "too many requests", "field": None}]}
     return Reply(
         429,
@@ -60,8 +62,8 @@ def rate_limited(reset_in_seconds: float) -> Reply:
             "Content-Type": "application/json",
             "X-RateLimit-Limit": "600",
             "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": str(reset),
         },
+        reset_in_seconds=reset_in_seconds,
     )
 
 
@@ -73,6 +75,8 @@ def server_error() -> Reply:
 class SendGridStandIn:
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        # The status and headers of each answer, in the order given.
+        self.answers: list[tuple[int, dict[str, str]]] = []
         self._replies: deque[Reply] = deque()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -103,7 +107,9 @@ class SendGridStandIn:
     def _next_reply(self) -> tuple[Reply, str]:
         with self._lock:
             reply = self._replies.popleft() if self._replies else accepted()
-            return reply, f"standin-{next(self._ids)}"
+            # Only accepted messages get an id, numbered from 1.
+            message_id = f"standin-{next(self._ids)}" if reply.status == 202 else ""
+            return reply, message_id
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
@@ -122,10 +128,15 @@ class SendGridStandIn:
                     )
                 )
                 reply, message_id = standin._next_reply()
-                self.send_response(reply.status)
+                headers = dict(reply.headers)
                 if reply.status == 202:
-                    self.send_header("X-Message-Id", message_id)
-                for name, value in reply.headers.items():
+                    headers["X-Message-Id"] = message_id
+                if reply.reset_in_seconds is not None:
+                    reset = math.ceil(time.time() + reply.reset_in_seconds)
+                    headers["X-RateLimit-Reset"] = str(reset)
+                standin.answers.append((reply.status, headers))
+                self.send_response(reply.status)
+                for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
