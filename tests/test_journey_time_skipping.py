@@ -8,21 +8,24 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models.messages import JourneyStart, LeadEvent
-from tests.factories import default_scoring, welcome_journey
+from core.catalog import load_linked_journeys
+from tests.factories import JOURNEYS, default_scoring, welcome_journey
 from tests.journey_fakes import FakeWorld
 from workflows.journey import LeadJourney
 
 
 def journey_start(lead_id: int = 1) -> JourneyStart:
+    journey = welcome_journey()
     return JourneyStart(
         lead_id=lead_id,
-        journey=welcome_journey(),
+        journey=journey,
         scoring=default_scoring(),
         index_search_attributes=False,
+        linked_journeys=load_linked_journeys(JOURNEYS, journey),
     )
 
 
-async def test_thirty_day_journey_runs_to_the_end_in_skipped_time(
+async def test_quiet_lead_runs_the_welcome_series_then_moves_to_re_engagement(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     world = FakeWorld()
@@ -42,16 +45,26 @@ async def test_thirty_day_journey_runs_to_the_end_in_skipped_time(
         )
 
     ended = await time_skipping_env.get_current_time()
-    assert result.ended_by == "completed"
-    assert [step for step, _ in world.emails] == [
+    assert ended - began >= timedelta(days=30)
+    # No click after getting-started: the nudge goes out; no visit in the last
+    # thirty days: the lead moves on to re-engagement and gets its last call.
+    assert world.email_steps() == [
         "welcome",
         "getting-started",
+        "nudge",
         "case-study",
+        "miss-you",
+        "last-call",
     ]
-    assert ended - began >= timedelta(days=30)
-    # The touches land on their days: 0, 3 and 10.
-    offsets = [(sent - world.emails[0][1]).days for _, sent in world.emails]
-    assert offsets == [0, 3, 10]
+    assert result.journey == "re-engagement"
+    assert result.ended_by == "end step"
+    # Touches land on their days: at once, after 3 days (in a weekday window),
+    # 7 days later, then at least 4 more days later.
+    offsets = [(sent - world.emails[0][1]) for _, sent in world.emails]
+    assert offsets[0] == timedelta(0)
+    assert timedelta(days=3) <= offsets[1] < timedelta(days=6)
+    assert timedelta(days=7) <= offsets[2] - offsets[1] < timedelta(days=7, seconds=1)
+    assert offsets[3] - offsets[2] >= timedelta(days=4)
     assert world.handoffs == []
 
 
@@ -91,4 +104,4 @@ async def test_event_wakes_a_waiting_journey_at_once(
     # Handed over on day 1, while the journey was in its 3-day wait, not when
     # the wait ran out.
     assert handed_over_at - began < timedelta(days=2)
-    assert result.ended_by == "completed"
+    assert result.ended_by == "end step"
