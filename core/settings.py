@@ -64,6 +64,26 @@ class Settings(BaseSettings):
     webhook_public_url: str = "http://127.0.0.1:8000"
     webhook_secret: SecretStr = SecretStr(DEVELOPMENT_WEBHOOK_SECRET)
     unsubscribe_secret: SecretStr = SecretStr(DEVELOPMENT_UNSUBSCRIBE_SECRET)
+    # The SendGrid Event Webhook's verification key, base64 as SendGrid shows it
+    # (Mail Settings, Signed Event Webhook). Unset: the endpoint refuses events.
+    sendgrid_webhook_public_key: str | None = None
+    webhook_max_body_bytes: int = 1_048_576
+    # How far a signed timestamp may be from now before it counts as stale.
+    webhook_signature_tolerance_seconds: int = 300
+    # The journey an event may start for a lead that has none; its entry rule
+    # names the event types that may, and whether a finished journey re-enrols.
+    entry_journey: str = "welcome"
+    # The relay delivers events stored while Temporal was unreachable.
+    relay_interval_seconds: float = 5.0
+    relay_batch_size: int = 100
+    temporal_signal_timeout_seconds: float = 5.0
+    # A click within this long after delivery, on a message whose links got at
+    # least `scanner_click_min_links` distinct clicks in that time, is a link
+    # scanner's. Such suspects wait `scanner_click_settle_seconds` for the rest
+    # of the burst before they are delivered.
+    scanner_click_window_seconds: int = 120
+    scanner_click_min_links: int = 3
+    scanner_click_settle_seconds: float = 60.0
 
     worker_activity_slots: int = 32
     log_format: Literal["auto", "json", "console"] = "auto"

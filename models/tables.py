@@ -61,12 +61,23 @@ class EventStatus(StrEnum):
     DELIVERED = "delivered"
     UNMATCHED = "unmatched"
     NO_JOURNEY = "no_journey"
+    # The lead's journey had finished and its entry rule does not re-enrol.
+    JOURNEY_FINISHED = "journey_finished"
+    # Temporal refused it for good (not merely unreachable); `last_error` says why.
+    FAILED = "failed"
 
 
 class LeadEvent(SQLModel, table=True):
     """Something a lead (or sales) did. Stored before it is signalled."""
 
     __tablename__ = "events"
+    __table_args__ = (
+        Index(
+            "ix_events_pending_relay_after",
+            "relay_after",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str = Field(unique=True, index=True)
@@ -87,6 +98,16 @@ class LeadEvent(SQLModel, table=True):
     delivered_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True))
     )
+    # How the sender named the lead (id or address), for unmatched events.
+    lead_ref: str | None = None
+    # The provider's message id, for SendGrid events.
+    message_id: str | None = Field(default=None, index=True)
+    # From when the relay may deliver a pending event (see core/relay.py).
+    relay_after: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    last_error: str | None = None
 
 
 class SendStatus(StrEnum):
@@ -114,7 +135,7 @@ class EmailSend(SQLModel, table=True):
     status: str = SendStatus.SENDING
     reason: str | None = None
     subject: str | None = None
-    provider_message_id: str | None = None
+    provider_message_id: str | None = Field(default=None, index=True)
     created_at: datetime = Field(
         default_factory=utcnow,
         sa_column=Column(DateTime(timezone=True), nullable=False),
