@@ -122,14 +122,16 @@ class SalesActivities:
             context = self._context(session, lead, handoff, request, link)
             self._email(session, lead, handoff, request, context)
             self._post_to_chat(session, handoff, request, link)
+            outcome = HandoffOutcome(owner_email=handoff.owner_email, created=created)
+            recipients = len(handoff.recipients)
         log.info(
             "sales.notified",
             lead_id=request.lead_id,
             episode=request.episode,
             created=created,
-            recipients=len(handoff.recipients),
+            recipients=recipients,
         )
-        return HandoffOutcome(owner_email=handoff.owner_email, created=created)
+        return outcome
 
     def _record_handoff(
         self, session: Session, lead: Lead, request: HandoffRequest
@@ -157,8 +159,9 @@ class SalesActivities:
                 created_at=utcnow(),
             )
             .on_conflict_do_nothing(index_elements=["lead_id", "episode"])
+            .returning(col(SalesHandoff.id))
         )
-        created = bool(inserted.rowcount)  # type: ignore[attr-defined]
+        created = inserted.scalar_one_or_none() is not None
         lead.stage = "mql"
         lead.updated_at = utcnow()
         session.add(lead)
