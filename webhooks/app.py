@@ -114,7 +114,7 @@ class RequestLog:
                 "webhook.request",
                 method=scope["method"],
                 route=getattr(route, "path", "unmatched"),
-                status=status,
+                http_status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 **scope["log_fields"],
             )
