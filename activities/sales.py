@@ -35,6 +35,9 @@ log = structlog.get_logger(__name__)
 
 HANDOFF_TEMPLATE = "sales_handoff"
 HANDOFF_SUBJECT = "New MQL: lead {{ lead.id }} scored {{ score }}"
+ESCALATION_SUBJECT = (
+    "Reminder: MQL lead {{ lead.id }} (score {{ score }}) has no answer yet"
+)
 RECENT_EVENTS_SHOWN = 10
 CHAT_TYPE = "SalesChatUnavailable"
 
@@ -121,7 +124,10 @@ class SalesActivities:
             link = journey_link(self.temporal_ui_url, self.namespace, request.lead_id)
             context = self._context(session, lead, handoff, request, link)
             self._email(session, lead, handoff, request, context)
-            self._post_to_chat(session, handoff, request, link)
+            if not request.escalation:
+                # TODO: escalations go by email only; posting them to chat once
+                # needs a mark of its own on the handoff row.
+                self._post_to_chat(session, handoff, request, link)
             outcome = HandoffOutcome(owner_email=handoff.owner_email, created=created)
             recipients = len(handoff.recipients)
         log.info(
@@ -207,6 +213,7 @@ class SalesActivities:
             ],
             "journey_url": link,
             "recipients": handoff.recipients,
+            "escalation": request.escalation,
         }
 
     def _email(
@@ -219,21 +226,29 @@ class SalesActivities:
     ) -> None:
         assert lead.id is not None
         key = f"handoff:lead-{lead.id}:episode-{request.episode}"
+        step = f"mql-{request.episode}"
+        subject = HANDOFF_SUBJECT
+        recipients = list(handoff.recipients) or [handoff.owner_email]
+        if request.escalation:
+            # Once per episode too, and the sales queue hears of it as well.
+            key = f"{key}:escalation"
+            step = f"{step}-escalation"
+            subject = ESCALATION_SUBJECT
+            recipients = handoff_recipients(
+                ", ".join(recipients), self.default_owner, self.default_owner
+            )
         record = claim_touch(
             session,
             idempotency_key=key,
             lead_id=lead.id,
             journey="sales",
-            step=f"mql-{request.episode}",
+            step=step,
             template=HANDOFF_TEMPLATE,
             kind="sales",
         )
         try:
             if recorded_outcome(record) is None:
-                rendered = self.renderer.render(
-                    HANDOFF_TEMPLATE, HANDOFF_SUBJECT, context
-                )
-                recipients = list(handoff.recipients) or [handoff.owner_email]
+                rendered = self.renderer.render(HANDOFF_TEMPLATE, subject, context)
                 message = OutgoingEmail(
                     idempotency_key=key,
                     to_email=recipients[0],
@@ -246,7 +261,7 @@ class SalesActivities:
                     custom_args={
                         "lead_id": str(lead.id),
                         "journey": "sales",
-                        "step": f"mql-{request.episode}",
+                        "step": step,
                         "idempotency_key": key,
                     },
                     categories=("sales-handoff",),
@@ -262,7 +277,7 @@ class SalesActivities:
             # refused, instead of only logging it.
             log.error("sales.email_refused", lead_id=lead.id, episode=request.episode)
             return
-        if handoff.emailed_at is None:
+        if handoff.emailed_at is None and not request.escalation:
             handoff.emailed_at = utcnow()
             session.add(handoff)
             session.commit()

@@ -222,3 +222,31 @@ def test_handoff_for_a_missing_lead_fails_without_retry(
     assert missing.value.non_retryable
     assert "lead 999999 does not exist" in str(missing.value)
     assert sendgrid_standin.requests == []
+
+
+def test_escalation_reminds_owner_and_queue_once_per_episode(
+    database_url: str, sendgrid_standin: SendGridStandIn
+) -> None:
+    owner = unique_email("owner")
+    lead_id = make_lead(database_url, owner_email=owner)
+    activities = sales_activities(database_url, sendgrid_standin)
+    ActivityEnvironment().run(activities.notify_sales, handoff_request(lead_id))
+    escalation = handoff_request(lead_id).model_copy(
+        update={"escalation": True, "reason": "no answer within the SLA"}
+    )
+
+    ActivityEnvironment().run(activities.notify_sales, escalation)
+    ActivityEnvironment().run(activities.notify_sales, escalation)
+
+    first, reminder = (request.json() for request in sendgrid_standin.requests)
+    assert first["personalizations"] == [{"to": [{"email": owner}]}]
+    assert reminder["personalizations"] == [
+        {"to": [{"email": owner}], "cc": [{"email": "sales-queue@example.com"}]}
+    ]
+    assert reminder["subject"] == (
+        f"Reminder: MQL lead {lead_id} (score 72) has no answer yet"
+    )
+    assert reminder["content"][0]["value"].startswith(
+        f"Nobody has answered for lead {lead_id} within the SLA"
+    )
+    assert len(handoffs(database_url, lead_id)) == 1
