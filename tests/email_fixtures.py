@@ -1,6 +1,7 @@
 """Leads, touches and activities for the email and sales tests, in one place."""
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from activities.email import EmailActivities, TemplateRenderer
 from activities.send_policy import SendPolicy
 from core.db import get_engine
 from models.messages import EmailRequest
-from models.tables import EmailSend, Lead, SendStatus
+from models.tables import EmailSend, Lead, SendStatus, utcnow
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "journeys" / "templates"
@@ -100,6 +101,7 @@ def email_activities(
     backend: EmailBackend,
     policy: SendPolicy = NO_LIMITS,
     activities_class: type[EmailActivities] = EmailActivities,
+    clock: Callable[[], datetime] = utcnow,
 ) -> EmailActivities:
     return activities_class(
         database_url,
@@ -111,4 +113,5 @@ def email_activities(
         public_url=PUBLIC_URL,
         unsubscribe_secret=UNSUBSCRIBE_SECRET,
         policy=policy,
+        clock=clock,
     )
