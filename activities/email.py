@@ -21,6 +21,11 @@ message in 5 and before the commit in 6: the retry cannot tell that the
 message went out, and sends it again. SendGrid's v3 Mail Send API takes no
 idempotency key, so the window cannot be closed from this side; it is kept to
 one HTTP response and one single-row UPDATE.
+
+Suppression has a window of the same size: an unsubscribe committed after the
+claim in 4 and before the call in 5 does not stop that one touch. Holding the
+lead's row lock across the provider call would close it, at the price of a
+database connection held for the length of an HTTP request.
 """
 
 import re
@@ -75,6 +80,8 @@ def suppression_reason(lead: Lead) -> str | None:
     if lead.complained_at is not None:
         return "spam complaint"
     if lead.email_invalid_at is not None:
+        # TODO: nothing clears this mark when the lead's address is corrected
+        # (a cohort re-import with a new address); an operator must clear it.
         return f"invalid address: {lead.email_invalid_reason or 'refused'}"
     return None
 

@@ -27,6 +27,7 @@ from tests.email_fixtures import (
     unique_email,
 )
 from tests.sendgrid_standin import (
+    Reply,
     SendGridStandIn,
     bad_request,
     rate_limited,
@@ -323,12 +324,21 @@ def test_bad_request_on_the_address_fails_without_retry_and_marks_lead_and_touch
     assert len(sendgrid_standin.requests) == 1
 
 
-def test_bad_request_on_the_content_fails_the_touch_but_not_the_lead(
-    database_url: str, sendgrid_standin: SendGridStandIn
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        bad_request("content.0.value", "Content is too long."),
+        Reply(403, b'{"errors":[{"message":"The from address does not match"}]}'),
+        Reply(413, b'{"errors":[{"message":"Payload too large"}]}'),
+    ],
+    ids=["400-content", "403", "413"],
+)
+def test_refusal_not_about_the_address_fails_the_touch_but_not_the_lead(
+    database_url: str, sendgrid_standin: SendGridStandIn, refusal: Reply
 ) -> None:
     lead_id = make_lead(database_url)
     request = email_request(lead_id)
-    sendgrid_standin.answer(bad_request("content.0.value", "Content is too long."))
+    sendgrid_standin.answer(refusal)
     activities = email_activities(database_url, backend_for(sendgrid_standin))
 
     with pytest.raises(ApplicationError) as refused:
@@ -343,6 +353,9 @@ def test_bad_request_on_the_content_fails_the_touch_but_not_the_lead(
     record = touch(database_url, request.idempotency_key)
     assert record is not None
     assert record.status == SendStatus.FAILED
+    assert record.error is not None
+    assert record.error.startswith(f"{refusal.status}: ")
+    assert refusal.body.decode() in record.error
 
 
 def test_rate_limit_becomes_a_retryable_error_delayed_until_the_reset(
