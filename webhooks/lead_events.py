@@ -113,6 +113,9 @@ class LeadEventIn(BaseModel):
     def occurred_at(self, now: datetime, tolerance: timedelta) -> datetime:
         if self.time is None:
             return now
+        if not 2000 <= self.time.year <= 2100:
+            message = f"time must be between the years 2000 and 2100, got {self.time}"
+            raise ValueError(message)
         if self.time - now > tolerance:
             message = (
                 f"time {self.time.isoformat()} is in the future; events may be at "
