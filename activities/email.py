@@ -394,7 +394,7 @@ class EmailActivities:
                 session.rollback()
                 log.info(
                     "email.deferred",
-                    lead_id=lead.id,
+                    lead_id=request.lead_id,
                     step=request.step,
                     defer_until=defer_until.isoformat(),
                     recent_sends=len(recent),
@@ -415,6 +415,10 @@ class EmailActivities:
                 template=request.template,
                 kind=MARKETING,
             )
+            # An attempt that overran its timeout may have finished meanwhile.
+            finished = recorded_outcome(record)
+            if finished is not None:
+                return finished
             outcome = self._deliver(session, record, message)
         log.info(
             "email.sent",
