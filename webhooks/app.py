@@ -56,6 +56,9 @@ from webhooks.signatures import (
 
 log = structlog.get_logger("webhooks")
 
+# How many leads of one SendGrid batch are signalled at the same time.
+BATCH_DELIVERY_CONCURRENCY = 16
+
 LeadIdPath = Annotated[int, Path(ge=1, le=MAX_LEAD_ID)]
 TokenQuery = Annotated[str, Query(min_length=1, max_length=100)]
 
@@ -204,6 +207,28 @@ def create_app(
         if status == "pending":
             svc.relay.wake()
         return status
+
+    async def deliver_batch(
+        svc: Service, by_lead: dict[int, list[StoredEvent]]
+    ) -> None:
+        """Leads in parallel (a few at a time), each lead's events in order.
+        Once Temporal proves unreachable the rest is left to the relay, so a
+        large batch does not wait out one timeout per event."""
+        gate = asyncio.Semaphore(BATCH_DELIVERY_CONCURRENCY)
+        unreachable = asyncio.Event()
+
+        async def deliver_lead(events: list[StoredEvent]) -> None:
+            async with gate:
+                for stored in events:
+                    if unreachable.is_set():
+                        return
+                    if not stored.deliver_now:
+                        # A suspected scanner click waits for the relay.
+                        continue
+                    if await deliver(svc, stored) == "pending":
+                        unreachable.set()
+
+        await asyncio.gather(*(deliver_lead(events) for events in by_lead.values()))
 
     @app.get("/healthz", summary="The process is alive")
     async def health() -> dict[str, str]:
@@ -377,6 +402,8 @@ def create_app(
             unmatched=0,
             skipped=[f"event {index}: {reason}" for index, reason in batch.skipped],
         )
+        # Every event is stored before any is signalled.
+        by_lead: dict[int, list[StoredEvent]] = {}
         for incoming in batch.events:
             stored = await asyncio.to_thread(
                 store_event, svc.database_url, incoming, svc.scanner
@@ -387,7 +414,9 @@ def create_app(
             outcome.stored += 1
             if stored.lead_id is None:
                 outcome.unmatched += 1
-            await deliver(svc, stored)
+            else:
+                by_lead.setdefault(stored.lead_id, []).append(stored)
+        await deliver_batch(svc, by_lead)
         note(
             request,
             received=outcome.received,
