@@ -103,6 +103,7 @@ class LeadEvent(SQLModel, table=True):
     # The provider's message id, for SendGrid events.
     message_id: str | None = Field(default=None, index=True)
     # From when the relay may deliver a pending event (see core/relay.py).
+    # TODO: events (and so their dedupe keys) are kept forever; no retention.
     relay_after: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True))
     )

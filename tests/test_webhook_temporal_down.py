@@ -11,15 +11,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+from sqlmodel import Session
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from core.catalog import load_journey, load_scoring
+from core.db import get_engine
 from core.enrolment import start_journey
 from core.settings import Settings
+from core.signing import unsubscribe_url
 from devstack.temporal import temporal_binary
 from models import search_attributes
-from models.tables import LeadEvent
+from models.tables import Lead, LeadEvent
 from tests.conftest import free_port
 from tests.webhook_service import (
     WEBHOOK_SECRET,
@@ -112,13 +115,21 @@ async def test_events_accepted_while_temporal_is_down_reach_journeys_after_resta
         await first.shutdown()
 
         statuses = [await post_event(service, event) for event in events]
+        link = unsubscribe_url(
+            service.url, settings.unsubscribe_secret.get_secret_value(), other_running
+        )
+        async with httpx.AsyncClient(timeout=30) as http:
+            unsubscribed = await http.post(link)
+        keys.append(f"unsubscribe-link:lead-{other_running}")
         stored = events_where(database_url, LeadEvent.dedupe_key.in_(keys))  # type: ignore[attr-defined]
 
         second = await start_server(port, db_file)
         try:
             async with running_worker(second, settings):
                 for lead_id, key in zip(
-                    [running, running, other_running, not_started], keys, strict=True
+                    [running, running, other_running, not_started, other_running],
+                    keys,
+                    strict=True,
                 ):
                     await eventually(
                         lambda lead=lead_id, k=key: handled(second.client, lead, [k]),
@@ -130,7 +141,12 @@ async def test_events_accepted_while_temporal_is_down_reach_journeys_after_resta
             await second.shutdown()
 
     assert statuses == ["pending"] * 4
-    assert sorted(row.status for row in stored) == ["pending"] * 4
+    assert unsubscribed.status_code == 200
+    assert sorted(row.status for row in stored) == ["pending"] * 5
+    with Session(get_engine(database_url)) as session:
+        lead = session.get(Lead, other_running)
+        assert lead is not None
+        assert lead.unsubscribed_at is not None
     delivered = events_where(database_url, LeadEvent.dedupe_key.in_(keys))  # type: ignore[attr-defined]
     assert {row.status for row in delivered} == {"delivered"}
     # The journey that was running before the outage kept its earlier event.

@@ -39,6 +39,8 @@ EVENT_TYPES = {
     "click": "email_click",
     "unsubscribe": "unsubscribe",
     "group_unsubscribe": "unsubscribe",
+    # TODO: a resubscribe is recorded and signalled but does not lift the
+    # lead's suppression: unsubscribes are not kept per group yet.
     "group_resubscribe": "resubscribe",
     "spamreport": "spam_report",
 }

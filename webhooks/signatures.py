@@ -56,6 +56,8 @@ def check_timestamp(timestamp: str | None, now: float, tolerance: int) -> None:
         raise SignatureError(message)
 
 
+# TODO: one shared secret; rotating it without refusing events needs a second
+# (previous) secret accepted for a while.
 def verify_lead_event(
     secret: str,
     timestamp: str | None,
