@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from core.catalog import load_journey, load_scoring
 from core.db import get_engine
 from core.enrolment import start_journey
-from core.settings import Settings
+from core.settings import Settings, get_settings
 from core.signing import unsubscribe_url
 from models.tables import Lead, LeadEvent
 from tests.webhook_service import (
@@ -34,6 +34,7 @@ from tests.webhook_service import (
     lead_event_headers,
     make_leads,
 )
+from webhooks import post_event
 from webhooks.app import create_app
 from worker import build_worker
 from workflows.journey import workflow_id_for
@@ -347,23 +348,61 @@ async def test_one_log_line_per_request_without_the_address(
 
     keeper = Keep()
     logger = logging.getLogger("webhooks")
-    logger.addHandler(keeper)
     address = f"private-{uuid.uuid4().hex[:8]}@example.com"
+
+    def lines() -> list[dict[str, Any]]:
+        # The line is written as the response goes out, maybe just after.
+        return [
+            record.msg
+            for record in records
+            if isinstance(record.msg, dict) and record.msg.get("route") == "/events"
+        ]
+
+    async def logged() -> bool:
+        return bool(lines())
+
+    logger.addHandler(keeper)
     try:
         answer = await send(
             service,
             {"event_id": new_id(), "type": "reply", "email": address},
             clock,
         )
+        await eventually(logged, seconds=5, what="the request is logged")
+        await asyncio.sleep(0.3)
     finally:
         logger.removeHandler(keeper)
 
     assert answer.status_code == 202
     assert answer.json()["status"] == "unmatched"
-    lines = [record.msg for record in records]
-    requests = [line for line in lines if isinstance(line, dict)]
-    assert [line["event"] for line in requests] == ["webhook.request"]
-    assert requests[0]["route"] == "/events"
-    assert requests[0]["http_status"] == 202
-    assert requests[0]["status"] == "unmatched"
-    assert address not in repr(lines)
+    (line,) = lines()
+    assert line["event"] == "webhook.request"
+    assert line["http_status"] == 202
+    assert line["status"] == "unmatched"
+    assert address not in repr([record.msg for record in records])
+
+
+def test_post_event_command_signs_events_the_way_the_service_checks(
+    service: ServiceThread,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert settings.database_url is not None
+    (lead_id,) = make_leads(settings.database_url, 1)
+    monkeypatch.setenv("WEBHOOK_PUBLIC_URL", service.url)
+    monkeypatch.setenv("WEBHOOK_SECRET", WEBHOOK_SECRET)
+    event_id = new_id()
+    get_settings.cache_clear()
+
+    try:
+        code = post_event.main(
+            [json.dumps({"event_id": event_id, "type": "reply", "lead_id": lead_id})]
+        )
+    finally:
+        get_settings.cache_clear()
+
+    assert code == 0
+    assert capsys.readouterr().out.startswith("202 ")
+    rows = events_where(settings.database_url, LeadEvent.lead_id == lead_id)
+    assert [row.dedupe_key for row in rows] == [f"lead-event:{event_id}"]
