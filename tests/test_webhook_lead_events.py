@@ -406,3 +406,37 @@ def test_post_event_command_signs_events_the_way_the_service_checks(
     assert capsys.readouterr().out.startswith("202 ")
     rows = events_where(settings.database_url, LeadEvent.lead_id == lead_id)
     assert [row.dedupe_key for row in rows] == [f"lead-event:{event_id}"]
+
+
+async def test_attribute_update_by_email_is_merged_into_the_lead(
+    service: ServiceThread, settings: Settings, clock: Clock
+) -> None:
+    assert settings.database_url is not None
+    (lead_id,) = make_leads(
+        settings.database_url, 1, attributes={"lead_source": "Google"}
+    )
+    with Session(get_engine(settings.database_url)) as session:
+        lead = session.get(Lead, lead_id)
+        assert lead is not None
+        email = lead.email
+
+    answer = await send(
+        service,
+        {
+            "event_id": new_id(),
+            "type": "attribute_update",
+            "email": email.upper(),
+            "properties": {"attributes": {"occupation": "Working Professional"}},
+        },
+        clock,
+    )
+
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["lead_id"] == lead_id
+    with Session(get_engine(settings.database_url)) as session:
+        lead = session.get(Lead, lead_id)
+        assert lead is not None
+        assert lead.attributes == {
+            "lead_source": "Google",
+            "occupation": "Working Professional",
+        }

@@ -1,5 +1,6 @@
-"""The relay: events left pending are delivered once, even by two relays at the
-same moment, and stay pending while Temporal cannot be reached."""
+"""The relay and delivery: events left pending are delivered once, even by two
+relays at the same moment, and stay pending while Temporal cannot be reached;
+an entry event re-enrols a finished lead only when the entry rule allows."""
 
 import asyncio
 import uuid
@@ -8,14 +9,21 @@ from pathlib import Path
 
 from sqlalchemy import update
 from sqlmodel import Session, col
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from core.catalog import load_journey, load_scoring
 from core.db import get_engine
 from core.enrolment import start_journey
-from core.intake import IncomingEvent, ScannerRule, store_event
+from core.intake import (
+    IncomingEvent,
+    JourneyEntry,
+    ScannerRule,
+    deliver_event,
+    store_event,
+)
 from core.relay import Relay
+from models.journey import EntryRule
 from models.tables import LeadEvent
 from tests.webhook_service import (
     events_where,
@@ -23,6 +31,7 @@ from tests.webhook_service import (
     make_leads,
     signals_received,
 )
+from workflows.journey import workflow_id_for
 
 
 def store_abandoned(database_url: str, lead_ids: list[int], per_lead: int) -> list[str]:
@@ -121,3 +130,56 @@ async def test_relay_keeps_events_pending_while_temporal_is_unreachable(
         row.relay_after is not None and row.relay_after <= datetime.now(UTC)
         for row in rows
     )
+
+
+async def test_entry_event_re_enrols_a_finished_lead_only_when_the_rule_says_so(
+    tmp_path: Path, database_url: str, dev_env: WorkflowEnvironment
+) -> None:
+    folder = journeys_dir(tmp_path)
+    journey = load_journey(folder, "event-entry")
+    scoring = load_scoring(folder)
+    queue = f"reenrol-{uuid.uuid4().hex[:10]}"
+    reenrolling = JourneyEntry(
+        journey=journey.model_copy(
+            update={"entry": EntryRule(events=["form_submitted"], reenrol=True)}
+        ),
+        scoring=scoring,
+        task_queue=queue,
+    )
+    staying_out = JourneyEntry(journey=journey, scoring=scoring, task_queue=queue)
+    comes_back, stays_out = make_leads(database_url, 2)
+    for lead_id in (comes_back, stays_out):
+        await start_journey(dev_env.client, queue, lead_id, journey, scoring)
+        handle = dev_env.client.get_workflow_handle(workflow_id_for(lead_id))
+        await handle.terminate(reason="test: the journey is over")
+    outcomes = {}
+
+    for lead_id, entry in ((comes_back, reenrolling), (stays_out, staying_out)):
+        stored = store_event(
+            database_url,
+            IncomingEvent(
+                dedupe_key=f"reenrol-test:{uuid.uuid4().hex}",
+                type="form_submitted",
+                occurred_at=datetime.now(UTC),
+                source="test",
+                lead_id=lead_id,
+            ),
+        )
+        outcomes[lead_id] = await deliver_event(
+            dev_env.client, database_url, stored.id, entry=entry
+        )
+
+    assert outcomes == {comes_back: "delivered", stays_out: "journey_finished"}
+    runs = {
+        lead_id: [
+            run.status
+            async for run in dev_env.client.list_workflows(
+                f"WorkflowId = '{workflow_id_for(lead_id)}'"
+            )
+        ]
+        for lead_id in (comes_back, stays_out)
+    }
+    assert sorted(str(status) for status in runs[comes_back]) == sorted(
+        [str(WorkflowExecutionStatus.RUNNING), str(WorkflowExecutionStatus.TERMINATED)]
+    )
+    assert runs[stays_out] == [WorkflowExecutionStatus.TERMINATED]
