@@ -348,7 +348,7 @@ async def deliver_event(
         )
 
     await asyncio.to_thread(_record_delivery, database_url, event_id, status)
-    log.info("event.delivered", event_id=event_id, lead_id=lead_id, status=status)
+    log.debug("event.delivered", event_id=event_id, lead_id=lead_id, status=status)
     return status
 
 

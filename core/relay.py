@@ -13,6 +13,7 @@ run on its own: `python -m core.relay`.
 """
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -192,8 +193,17 @@ async def main() -> None:
         batch_size=settings.relay_batch_size,
         timeout=settings.temporal_signal_timeout_seconds,
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    relaying = asyncio.create_task(relay.run_forever())
     log.info("relay.started")
-    await relay.run_forever()
+    await stop.wait()
+    relaying.cancel()
+    with suppress(asyncio.CancelledError):
+        await relaying
+    log.info("relay.stopped")
 
 
 if __name__ == "__main__":
