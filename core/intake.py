@@ -71,6 +71,14 @@ _TRANSIENT = frozenset(
 )
 
 
+# Event types that suppress email, and the lead column each one sets.
+_MARKS = {
+    UNSUBSCRIBED: Lead.unsubscribed_at,
+    HARD_BOUNCE: Lead.bounced_at,
+    SPAM_REPORT: Lead.complained_at,
+}
+
+
 @dataclass(frozen=True)
 class IncomingEvent:
     dedupe_key: str
@@ -191,7 +199,9 @@ def store_event(
             .returning(col(LeadEvent.id))
         )
         new_id = result.scalar_one_or_none()
-        if new_id is not None and lead_id is not None:
+        # Suppression marks are idempotent and applied even for a repeat (a
+        # second click on an unsubscribe link must leave the lead unsubscribed).
+        if lead_id is not None and (new_id is not None or incoming.type in _MARKS):
             _apply_to_lead(session, lead_id, incoming)
         session.commit()
         if new_id is not None:
@@ -241,12 +251,7 @@ def _find_lead(session: Session, incoming: IncomingEvent) -> int | None:
 def _apply_to_lead(session: Session, lead_id: int, incoming: IncomingEvent) -> None:
     """Suppression marks the email activity checks before every send, and
     attribute updates that fit scoring reads."""
-    marks = {
-        UNSUBSCRIBED: Lead.unsubscribed_at,
-        HARD_BOUNCE: Lead.bounced_at,
-        SPAM_REPORT: Lead.complained_at,
-    }
-    column = marks.get(incoming.type)
+    column = _MARKS.get(incoming.type)
     if column is not None:
         # The first time counts; a later repeat does not move it.
         session.execute(

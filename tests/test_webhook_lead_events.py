@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlmodel import Session, col
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
@@ -297,6 +298,12 @@ async def test_unsubscribe_link_shows_a_page_and_a_post_applies_at_once(
         page = await http.get(link)
         forged = await http.post(link.replace("token=", "token=x"))
         first = await http.post(link, data={"List-Unsubscribe": "One-Click"})
+        # Someone lifts the suppression by hand; the link still works after.
+        with Session(get_engine(settings.database_url)) as session:
+            session.execute(
+                update(Lead).where(col(Lead.id) == lead_id).values(unsubscribed_at=None)
+            )
+            session.commit()
         second = await http.post(link, data={"List-Unsubscribe": "One-Click"})
         huge_id = await http.post(f"{service.url}/unsubscribe/99999999999?token=a")
 
