@@ -5,12 +5,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.backends import OutgoingEmail, ProviderUnavailable
 from activities.email import EmailActivities
 from activities.sendgrid_backend import SendGridBackend
+from core.settings import Settings
 from core.signing import unsubscribe_url
 from models.messages import EmailOutcome
 from models.tables import EmailSend, SendStatus
@@ -34,6 +36,7 @@ from tests.sendgrid_standin import (
     running_standin,
     server_error,
 )
+from worker import email_backend
 
 API_KEY = "SG.test-key"
 
@@ -409,3 +412,33 @@ def test_unreachable_sendgrid_is_a_provider_unavailable_error() -> None:
 
     with pytest.raises(ProviderUnavailable, match="did not answer"):
         backend.deliver(message)
+
+
+def test_worker_builds_the_sendgrid_backend_from_settings(
+    sendgrid_standin: SendGridStandIn,
+) -> None:
+    settings = Settings(
+        email_backend="sendgrid",
+        sendgrid_api_key=SecretStr(API_KEY),
+        sendgrid_host=sendgrid_standin.url,
+    )
+    message = OutgoingEmail(
+        idempotency_key="k",
+        to_email="someone@example.com",
+        from_email="hello@example.com",
+        from_name="Lead Nurture",
+        subject="Hello",
+        text="Hello",
+    )
+
+    message_id = email_backend(settings).deliver(message)
+
+    assert message_id == "standin-1"
+    assert sendgrid_standin.requests[0].headers["Authorization"] == f"Bearer {API_KEY}"
+
+
+def test_worker_refuses_sendgrid_without_an_api_key() -> None:
+    settings = Settings(email_backend="sendgrid", sendgrid_api_key=None)
+
+    with pytest.raises(ValueError, match="needs SENDGRID_API_KEY"):
+        email_backend(settings)
