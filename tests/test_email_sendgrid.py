@@ -2,7 +2,8 @@
 client, the real request bytes, a real database."""
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, time
 
 import pytest
 from pydantic import SecretStr
@@ -11,10 +12,11 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.backends import OutgoingEmail, ProviderUnavailable
 from activities.email import EmailActivities
+from activities.send_policy import SendPolicy
 from activities.sendgrid_backend import SendGridBackend
 from core.settings import Settings
 from core.signing import unsubscribe_url
-from models.messages import EmailOutcome
+from models.messages import EmailOutcome, EmailRequest
 from models.tables import EmailSend, SendStatus
 from tests.conftest import free_port
 from tests.email_fixtures import (
@@ -442,3 +444,32 @@ def test_worker_refuses_sendgrid_without_an_api_key() -> None:
 
     with pytest.raises(ValueError, match="needs SENDGRID_API_KEY"):
         email_backend(settings)
+
+
+def test_concurrent_touches_for_one_lead_respect_the_cap_together(
+    database_url: str, sendgrid_standin: SendGridStandIn
+) -> None:
+    lead_id = make_lead(database_url)
+    policy = SendPolicy(cap=1, quiet_start=time(0, 0), quiet_end=time(0, 0))
+    activities = email_activities(
+        database_url, backend_for(sendgrid_standin), policy=policy
+    )
+    requests = [email_request(lead_id, journey=f"journey-{n}") for n in range(4)]
+
+    def send(request: EmailRequest) -> EmailOutcome:
+        return ActivityEnvironment().run(activities.send_email, request)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(send, requests))
+
+    assert sorted(outcome.status for outcome in outcomes) == [
+        "deferred",
+        "deferred",
+        "deferred",
+        "sent",
+    ]
+    assert len(sendgrid_standin.requests) == 1
+    for request, outcome in zip(requests, outcomes, strict=True):
+        if outcome.status == "deferred":
+            assert outcome.defer_until is not None
+            assert touch(database_url, request.idempotency_key) is None
