@@ -98,8 +98,9 @@ class JourneyStart(BaseModel):
     attributes: dict[str, Any] = {}
     # Journeys an `end` step may move the lead into, loaded with this one.
     linked_journeys: dict[str, Journey] = {}
-    # Continue as new after this many events in one run, even unasked.
-    event_budget: int = 5_000
+    # Continue as new after this many events in one run, even unasked: a
+    # worker that must replay a run replays it within the deadlock timeout.
+    event_budget: int = 1_000
 
 
 class MoveRequest(BaseModel):

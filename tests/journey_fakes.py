@@ -1,7 +1,7 @@
 """Fake activities for journey tests, registered under the real names: they
 stand in for the database, the email provider and the sales inbox."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,7 +34,7 @@ class FakeWorld:
     escalations: list[tuple[int, datetime]] = field(default_factory=list)
     scores: list[tuple[int, str, datetime]] = field(default_factory=list)
 
-    def activities(self) -> list[object]:
+    def activities(self) -> list[Callable[..., Any]]:
         @activity.defn(name="send_email")
         async def send_email(request: EmailRequest) -> EmailOutcome:
             now = activity.info().scheduled_time

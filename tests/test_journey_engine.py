@@ -468,7 +468,8 @@ async def test_a_deferred_email_sleeps_and_is_asked_again_with_the_same_key(
     assert timedelta(hours=6) <= world.emails[0][1] - began < timedelta(hours=7)
     # The page visit during the deferral was scored when it came.
     visit_scored = [at for _, reason, at in world.scores if "page_visit" in reason]
-    assert visit_scored and visit_scored[0] - began < timedelta(hours=3)
+    assert visit_scored
+    assert visit_scored[0] - began < timedelta(hours=3)
     assert result.ended_by == "completed"
 
 

@@ -12,11 +12,14 @@ from workflows.journey import LeadJourney
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
 
-@pytest.mark.parametrize(
-    "path", sorted(HISTORIES.glob("*.json")), ids=lambda path: path.stem
-)
-async def test_saved_history_replays_without_nondeterminism(path: Path) -> None:
-    history = WorkflowHistory.from_json("lead-1", path.read_text(encoding="utf-8"))
+SAVED = {
+    path.stem: path.read_text(encoding="utf-8") for path in HISTORIES.glob("*.json")
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAVED))
+async def test_saved_history_replays_without_nondeterminism(name: str) -> None:
+    history = WorkflowHistory.from_json("lead-1", SAVED[name])
     replayer = Replayer(workflows=[LeadJourney], data_converter=pydantic_data_converter)
 
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

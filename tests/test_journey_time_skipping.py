@@ -7,8 +7,8 @@ from datetime import timedelta
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from models.messages import JourneyStart, LeadEvent
 from core.catalog import load_linked_journeys
+from models.messages import JourneyStart, LeadEvent
 from tests.factories import JOURNEYS, default_scoring, welcome_journey
 from tests.journey_fakes import FakeWorld
 from workflows.journey import LeadJourney

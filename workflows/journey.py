@@ -7,6 +7,7 @@ wakes for events, the sales SLA and the periodic re-score, and is the one place
 where the run may continue as new (with its state and unprocessed events).
 """
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,8 +47,8 @@ from models.messages import (
     ScoreRequest,
     ScoreResult,
 )
-from workflows.scoring import crosses_threshold, earn, has_decay, prune
 from workflows.schedule import next_window_opening, zone_for
+from workflows.scoring import crosses_threshold, earn, has_decay, prune
 
 # Activity names: the workflow refers to them by name so that it never imports
 # the activity modules (they touch the database).
@@ -100,7 +101,9 @@ class LeadJourney:
         self._journey = start.journey
         self._scoring = start.scoring
         self._state = start.state.model_copy(deep=True)
-        self._inbox: list[LeadEvent] = list(start.pending_events)
+        self._inbox: deque[LeadEvent] = deque(start.pending_events)
+        # Ids of queued events, so that a repeat is spotted without a scan.
+        self._queued = {event.event_id for event in self._inbox}
         self._handled = set(self._state.handled_event_ids)
         self._goals = GOAL_EVENTS | set(start.journey.goals)
         self._move: MoveRequest | None = None
@@ -113,11 +116,10 @@ class LeadJourney:
     @workflow.signal
     def record_event(self, event: LeadEvent) -> None:
         """Queue an event; the run loop applies it. Repeats are ignored."""
-        if event.event_id in self._handled:
-            return
-        if any(queued.event_id == event.event_id for queued in self._inbox):
+        if event.event_id in self._handled or event.event_id in self._queued:
             return
         self._inbox.append(event)
+        self._queued.add(event.event_id)
 
     @workflow.query
     def state(self) -> dict[str, object]:
@@ -158,7 +160,9 @@ class LeadJourney:
     def resume(self) -> str:
         self._state.paused = False
         self._publish()
-        return f"resumed at step {_step_id(self._journey.steps, self._state.step_index)}"
+        return (
+            f"resumed at step {_step_id(self._journey.steps, self._state.step_index)}"
+        )
 
     @resume.validator
     def _validate_resume(self) -> None:
@@ -371,7 +375,7 @@ class LeadJourney:
             now = workflow.now()
             if done() or (deadline is not None and now >= deadline):
                 break
-            wakes = [deadline] if deadline is not None else []
+            wakes = [deadline]
             if self._engine_v2:
                 wakes += [self._next_rescore_at(), self._state.mql_answer_due]
             due = [moment for moment in wakes if moment is not None]
@@ -420,7 +424,8 @@ class LeadJourney:
         """Apply queued events in arrival order, then re-score once for them."""
         applied: list[str] = []
         while self._inbox:
-            event = self._inbox.pop(0)
+            event = self._inbox.popleft()
+            self._queued.discard(event.event_id)
             self._mark_handled(event)
             self._record(event)
             if event.type in self._goals:
@@ -452,7 +457,8 @@ class LeadJourney:
     def _record_rest(self) -> None:
         """Events queued behind a goal are recorded; they change nothing else."""
         while self._inbox:
-            event = self._inbox.pop(0)
+            event = self._inbox.popleft()
+            self._queued.discard(event.event_id)
             self._mark_handled(event)
             self._record(event)
 
@@ -661,7 +667,9 @@ class LeadJourney:
             mql = state.mql_status
         else:
             mql = (
-                "open" if state.mql_open else ("closed" if state.mql_episode else "none")
+                "open"
+                if state.mql_open
+                else ("closed" if state.mql_episode else "none")
             )
         if self._start.index_search_attributes:
             self._upsert(

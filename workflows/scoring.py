@@ -95,7 +95,8 @@ def earn(
             so_far = sum(
                 touch.points
                 for touch in touches
-                if touch.rule == index and _same_period(rule, touch.at, event.occurred_at)
+                if touch.rule == index
+                and _same_period(rule, touch.at, event.occurred_at)
             )
             points = min(points, max(0, rule.max_points - so_far))
         if points != 0:
@@ -142,7 +143,9 @@ def has_decay(rules: ScoringRules, touches: Sequence[ScoredTouch]) -> bool:
     return rules.half_life is not None and any(touch.points for touch in touches)
 
 
-def crosses_threshold(rules: ScoringRules, score: int, armed: bool) -> tuple[bool, bool]:
+def crosses_threshold(
+    rules: ScoringRules, score: int, armed: bool
+) -> tuple[bool, bool]:
     """(open a new MQL episode?, armed afterwards?) for a new score.
 
     An episode opens when the score reaches the threshold while armed; the

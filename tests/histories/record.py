@@ -1,4 +1,6 @@
-"""Record a journey history for the replay test: `python -m tests.histories.record NAME`.
+"""Record a journey history for the replay test.
+
+Usage: `python -m tests.histories.record NAME`.
 
 Runs the welcome journey on the time-skipping test server with fake activities
 (a fit attribute, a page visit on day 1 and a demo request on day 2, so that
@@ -42,7 +44,9 @@ async def send_email(request: EmailRequest) -> EmailOutcome:
 
 @activity.defn(name="score_lead")
 async def score_lead(request: ScoreRequest) -> ScoreResult:
-    return compute_score(request.rules, {"lead_source": "Reference"}, request.event_counts)
+    return compute_score(
+        request.rules, {"lead_source": "Reference"}, request.event_counts
+    )
 
 
 @activity.defn(name="notify_sales")
