@@ -25,7 +25,13 @@ class ScoringActivities:
                 message = f"lead {request.lead_id} does not exist"
                 raise ApplicationError(message, non_retryable=True)
 
-            result = compute_score(request.rules, lead.attributes, request.event_counts)
+            result = compute_score(
+                request.rules,
+                lead.attributes,
+                request.event_counts,
+                touches=request.touches,
+                as_of=request.as_of,
+            )
 
             if result.score != lead.score:
                 session.add(
