@@ -120,8 +120,10 @@ def prune(
 ) -> list[ScoredTouch]:
     """Drop touches that have faded to nothing, and the oldest beyond the bound.
 
-    TODO: a lifetime cap (`max_points` without `per`) only sees touches still
-    kept, so a rule can earn again once its old touches have faded away.
+    Touches that still count towards a cap are kept even when faded.
+
+    TODO: a lifetime cap (`max_points` without `per`) keeps its touches only up
+    to TOUCHES_KEPT, so past that bound a rule can earn again.
     """
     kept = [
         touch
@@ -135,7 +137,9 @@ def prune(
 def _recent(rules: ScoringRules, touch: ScoredTouch, as_of: datetime) -> bool:
     """Whether a touch still counts towards its rule's cap in the current period."""
     rule = rules.behaviour[touch.rule] if touch.rule < len(rules.behaviour) else None
-    return rule is not None and _same_period(rule, touch.at, as_of)
+    if rule is None or rule.max_points is None:
+        return False
+    return _same_period(rule, touch.at, as_of)
 
 
 def has_decay(rules: ScoringRules, touches: Sequence[ScoredTouch]) -> bool:

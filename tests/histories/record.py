@@ -30,7 +30,8 @@ from models.messages import (
     ScoreRequest,
     ScoreResult,
 )
-from tests.factories import default_scoring, welcome_journey
+from core.catalog import load_linked_journeys
+from tests.factories import JOURNEYS, default_scoring, welcome_journey
 from workflows.journey import LeadJourney
 from workflows.scoring import compute_score
 
@@ -60,6 +61,7 @@ async def record(name: str) -> Path:
         test_server_existing_path=str(binary), data_converter=pydantic_data_converter
     )
     task_queue = f"record-{uuid.uuid4().hex[:8]}"
+    journey = welcome_journey()
     try:
         async with Worker(
             env.client,
@@ -71,9 +73,11 @@ async def record(name: str) -> Path:
                 LeadJourney.run,
                 JourneyStart(
                     lead_id=1,
-                    journey=welcome_journey(),
+                    journey=journey,
                     scoring=default_scoring(),
                     index_search_attributes=False,
+                    time_zone="America/New_York",
+                    linked_journeys=load_linked_journeys(JOURNEYS, journey),
                 ),
                 id="lead-1",
                 task_queue=task_queue,
@@ -89,7 +93,10 @@ async def record(name: str) -> Path:
                     ),
                 )
             await handle.result()
-            history = await handle.fetch_history()
+            # A run that continued as new: its history is the first run's.
+            history = await env.client.get_workflow_handle(
+                "lead-1", run_id=handle.first_execution_run_id
+            ).fetch_history()
     finally:
         await env.shutdown()
     path = HERE / f"{name}.json"
