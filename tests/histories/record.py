@@ -20,6 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from core.catalog import load_linked_journeys
 from models.messages import (
     EmailOutcome,
     EmailRequest,
@@ -30,7 +31,6 @@ from models.messages import (
     ScoreRequest,
     ScoreResult,
 )
-from core.catalog import load_linked_journeys
 from tests.factories import JOURNEYS, default_scoring, welcome_journey
 from workflows.journey import LeadJourney
 from workflows.scoring import compute_score
