@@ -4,6 +4,7 @@ port, a signing SendGrid stand-in key, lead factories and polling helpers."""
 import asyncio
 import base64
 import json
+import random
 import shutil
 import threading
 import time
@@ -21,10 +22,10 @@ from sqlmodel import Session, col, func, select
 from temporalio.client import Client
 
 from core.db import get_engine
-from core.enrolment import LeadRecord, UpsertedLead, upsert_leads
-from models.tables import LeadEvent
+from models.tables import Lead, LeadEvent
 from tests.conftest import free_port
 from tests.factories import JOURNEYS
+from webhooks.lead_events import MAX_LEAD_ID
 from webhooks.signatures import (
     LEAD_SIGNATURE_HEADER,
     LEAD_TIMESTAMP_HEADER,
@@ -137,14 +138,17 @@ class ServiceThread:
 
 
 def make_leads(database_url: str, count: int, **fields: Any) -> list[int]:
+    """New leads with random ids far above the serial ones: other tests on the
+    shared dev server start `lead-<id>` journeys for ids of other databases,
+    and a journey id must be this test's alone."""
     run = uuid.uuid4().hex[:10]
-    records = [
-        LeadRecord(email=f"hook-{run}-{n}@example.com", **fields) for n in range(count)
-    ]
-    ids = []
-    for outcome in upsert_leads(database_url, records):
-        assert isinstance(outcome, UpsertedLead)
-        ids.append(outcome.lead_id)
+    ids = random.sample(range(1_000_000_000, MAX_LEAD_ID), count)
+    with Session(get_engine(database_url)) as session:
+        for number, lead_id in enumerate(ids):
+            session.add(
+                Lead(id=lead_id, email=f"hook-{run}-{number}@example.com", **fields)
+            )
+        session.commit()
     return ids
 
 
