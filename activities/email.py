@@ -53,7 +53,7 @@ from activities.backends import (
 from activities.send_policy import SendPolicy
 from core.db import get_engine
 from core.signing import unsubscribe_url
-from models.messages import EmailOutcome, EmailRequest
+from models.messages import EMAIL_REJECTED, EmailOutcome, EmailRequest
 from models.tables import EmailSend, Lead, SendStatus, utcnow
 
 log = structlog.get_logger(__name__)
@@ -62,7 +62,6 @@ DEFERRED = "deferred"
 MARKETING = "marketing"
 
 # Error types the workflow can tell apart (`ApplicationError.type`).
-EMAIL_REJECTED = "EmailRejected"
 PROVIDER_BUSY = "EmailProviderBusy"
 PROVIDER_UNAVAILABLE = "EmailProviderUnavailable"
 

@@ -20,7 +20,6 @@ from temporalio.exceptions import ApplicationError
 
 from activities.backends import EmailBackend, OutgoingEmail
 from activities.email import (
-    EMAIL_REJECTED,
     TemplateRenderer,
     address_problem,
     claim_touch,
@@ -28,7 +27,7 @@ from activities.email import (
     recorded_outcome,
 )
 from core.db import get_engine
-from models.messages import HandoffOutcome, HandoffRequest
+from models.messages import EMAIL_REJECTED, HandoffOutcome, HandoffRequest
 from models.tables import Lead, LeadEvent, SalesHandoff, ScoreChange, utcnow
 
 log = structlog.get_logger(__name__)

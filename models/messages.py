@@ -131,6 +131,11 @@ class EmailRequest(BaseModel):
     idempotency_key: str
 
 
+# `ApplicationError.type` of a send the provider refused for good (400, 403,
+# 413, or an address it will never accept): the touch fails, the journey goes on.
+EMAIL_REJECTED = "EmailRejected"
+
+
 class EmailOutcome(BaseModel):
     """`sent`, `suppressed` (never to be sent; `reason` says why) or `deferred`
     (the frequency cap or quiet hours hold it; the journey sleeps until

@@ -7,8 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from models.messages import (
+    EMAIL_REJECTED,
     EmailOutcome,
     EmailRequest,
     HandoffOutcome,
@@ -27,6 +29,8 @@ class FakeWorld:
     # send_email answers `deferred` this many times per key before sending.
     defer_times: int = 0
     defer_for_seconds: float = 3_600
+    # Steps whose email the provider refuses for good.
+    rejected_steps: frozenset[str] = frozenset()
     emails: list[tuple[str, datetime]] = field(default_factory=list)
     sent_keys: list[str] = field(default_factory=list)
     deferrals: list[tuple[str, str, datetime]] = field(default_factory=list)
@@ -47,6 +51,9 @@ class FakeWorld:
                 return EmailOutcome(
                     status="deferred", reason="frequency cap", defer_until=until
                 )
+            if request.step in self.rejected_steps:
+                message = "the provider refused the recipient address"
+                raise ApplicationError(message, type=EMAIL_REJECTED, non_retryable=True)
             self.emails.append((request.step, now))
             self.sent_keys.append(request.idempotency_key)
             return EmailOutcome(status="sent", message_id=request.idempotency_key)

@@ -105,3 +105,26 @@ async def test_event_wakes_a_waiting_journey_at_once(
     # the wait ran out.
     assert handed_over_at - began < timedelta(days=2)
     assert result.ended_by == "end step"
+
+
+async def test_email_the_provider_refuses_fails_the_touch_not_the_journey(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    world = FakeWorld(rejected_steps=frozenset({"getting-started"}))
+
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=task_queue,
+        workflows=[LeadJourney],
+        activities=world.activities(),
+    ):
+        result = await time_skipping_env.client.execute_workflow(
+            LeadJourney.run,
+            journey_start(),
+            id=f"lead-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue,
+        )
+
+    assert "getting-started" not in world.email_steps()
+    assert world.email_steps()[:2] == ["welcome", "nudge"]
+    assert result.ended_by == "end step"

@@ -14,6 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from models import search_attributes as sa
 from models.journey import (
@@ -30,6 +31,7 @@ from models.journey import (
     WaitStep,
 )
 from models.messages import (
+    EMAIL_REJECTED,
     GOAL_EVENTS,
     SALES_ACCEPTED,
     SALES_ANSWERS,
@@ -320,14 +322,24 @@ class LeadJourney:
             idempotency_key=key,
         )
         while True:
-            outcome = await workflow.execute_activity(
-                SEND_EMAIL,
-                request,
-                result_type=EmailOutcome,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=ACTIVITY_RETRY,
-                summary=f"send email: {step.template} (step {step.id})",
-            )
+            try:
+                outcome = await workflow.execute_activity(
+                    SEND_EMAIL,
+                    request,
+                    result_type=EmailOutcome,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=ACTIVITY_RETRY,
+                    summary=f"send email: {step.template} (step {step.id})",
+                )
+            except ActivityError as error:
+                # A refusal for good fails this touch only; the lead stays in
+                # its journey (the activity has marked the lead or the touch).
+                cause = error.cause
+                if not (
+                    isinstance(cause, ApplicationError) and cause.type == EMAIL_REJECTED
+                ):
+                    raise
+                outcome = EmailOutcome(status="failed", reason=cause.message)
             if outcome.status != "deferred" or not self._engine_v2:
                 break
             # Held by the frequency cap or quiet hours: sleep (events still
