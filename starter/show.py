@@ -92,7 +92,7 @@ async def run_show(settings: Settings, reference: str) -> int:
     if state is None:
         console.print("journey: none started")
     else:
-        shown = ("stage", "score", "step_index", "mql_episode", "mql_open")
+        shown = ("stage", "score", "step_index", "mql_episode", "mql_status", "paused")
         console.print(
             "journey: " + ", ".join(f"{name} {state.get(name)}" for name in shown)
         )

@@ -32,16 +32,24 @@ REAL_LEADS = SHARED_DATA / "leads-xeducation-sample.csv"
 MAPPING = Path(__file__).resolve().parent.parent / "mappings" / "xeducation.yaml"
 
 # ROC AUC of the first scores against the file's `Converted` column. Measured
-# at 0.78 with the shipped mapping and scoring rules. Scoring on fit alone with
-# the rules the project started with gives 0.69, and 0.5 is a coin toss; the
-# floor sits between, so the test fails when the seeded history (time on the
-# website, visits, email activity) stops reaching the score, and leaves room
-# for reasonable edits to the points.
+# at 0.783 with the shipped mapping and scoring rules (the same as computing the
+# rules offline on these rows). With only the rules the project started with
+# (source and occupation fit, page visits) it measured 0.696, and 0.5 is a coin
+# toss. The floor sits between: it fails when the seeded history (time on the
+# website, email activity) or the origin rule stops reaching the score, and
+# leaves room for reasonable edits to the points. The rules were chosen with
+# this file in view, so 0.783 is an in-sample figure, not a forecast.
 AUC_FLOOR = 0.74
 
-pytestmark = pytest.mark.skipif(
-    not REAL_LEADS.exists(), reason="the shared real lead data is not on this machine"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not REAL_LEADS.exists(),
+        reason="the shared real lead data is not on this machine",
+    ),
+    # About 2,000 journeys on a 2-core machine: 1.5 to 2 minutes when the
+    # machine is otherwise idle, several times that when it is shared.
+    pytest.mark.timeout(900),
+]
 
 
 @pytest.fixture
@@ -112,8 +120,8 @@ async def settled(env: WorkflowEnvironment, task_queue: str, leads: int) -> floa
         done = (await env.client.count_workflows(query)).count
         if done >= leads:
             return time.monotonic() - started
-        if time.monotonic() - started > 240:
-            message = f"only {done} of {leads} journeys settled within 240 s"
+        if time.monotonic() - started > 720:
+            message = f"only {done} of {leads} journeys settled within 720 s"
             raise AssertionError(message)
         await asyncio.sleep(1)
 
@@ -163,7 +171,10 @@ async def test_real_crm_export_is_imported_welcomed_scored_and_reported(
     assert len(leads) + rejected_rows == len(rows)
 
     with Session(get_engine(url)) as session:
-        sends = session.exec(select(EmailSend)).all()
+        # Marketing touches go to the lead; sales handoffs go to sales.
+        sends = session.exec(
+            select(EmailSend).where(EmailSend.kind == "marketing")
+        ).all()
         leads = session.exec(select(Lead)).all()
     email_of = {lead.id: lead.email for lead in leads}
     sent_to = {email_of[send.lead_id] for send in sends if send.status == "sent"}
@@ -196,7 +207,8 @@ async def test_real_crm_export_is_imported_welcomed_scored_and_reported(
     assert sorted(outbox) == sorted(welcomed)
 
     # A second run starts nothing and sends nothing.
-    sends_before = len(sends)
+    with Session(get_engine(url)) as session:
+        sends_before = len(session.exec(select(col(EmailSend.id))).all())
     await run_cohort(settings, REAL_LEADS, "welcome", MAPPING, client=dev_env.client)
     second_run = capsys.readouterr().out
     await asyncio.sleep(3)
