@@ -75,6 +75,9 @@ def upsert_leads(
     returned in its place and not written. An import never lifts a suppression:
     do-not-email, unsubscribe and bounce marks stay once set.
     """
+    # TODO: a lead the webhook inserts between the lookup and the insert makes
+    # the batch fail on the unique email; the re-run then upserts it. A
+    # savepoint per row (or ON CONFLICT on email) would keep the batch going.
     now = now or utcnow()
     outcomes: list[UpsertedLead | UpsertConflict] = []
     with Session(get_engine(database_url)) as session:

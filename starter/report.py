@@ -22,6 +22,9 @@ from sqlmodel import Session
 from core.db import get_engine, resolve_database_url, upgrade
 from core.settings import Settings
 
+# TODO: stages are derived from database records; the journeys' own stage
+# (the LeadStage search attribute) is not consulted, so a lead paused or moved
+# by an operator shows where its records put it.
 STAGES = ("customer", "suppressed", "mql", "engaged", "emailed", "new")
 CUSTOMER_EVENTS = ("purchase", "sales_won")
 OPEN_EVENTS = ("email_open",)
