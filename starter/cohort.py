@@ -111,7 +111,9 @@ async def run_cohort(
 
     if dry_run:
         print(
-            f"dry run: would upsert {scan.accepted} leads and start up to "
+            f"dry run: would upsert {scan.accepted} leads ({scan.do_not_email} "
+            f"do not email, {scan.unsubscribed_or_bounced} unsubscribed or bounced), "
+            f"seed {scan.seeded_events} history events and start up to "
             f"{scan.accepted} {journey.name} journeys; nothing was written or started"
         )
         if rejects_path is not None:

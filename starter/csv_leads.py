@@ -55,6 +55,10 @@ class CsvScan:
     data_rows: int = 0
     blank_lines: int = 0
     accepted: int = 0
+    # Among accepted rows (a merged row's marks are not counted again).
+    do_not_email: int = 0
+    unsubscribed_or_bounced: int = 0
+    seeded_events: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
     # Values of activity columns that the mapping does not turn into events.
     unmapped_activities: Counter[str] = field(default_factory=Counter)
@@ -147,6 +151,9 @@ class CsvLeads:
                     scan._last_row_of[lead.email] = row_number
                 else:
                     scan.accepted += 1
+                    scan.do_not_email += lead.do_not_email
+                    scan.unsubscribed_or_bounced += lead.unsubscribed or lead.bounced
+                    scan.seeded_events += sum(lead.history.values())
         return scan
 
     def _open(self, encoding: str) -> TextIO:

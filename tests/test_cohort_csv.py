@@ -290,6 +290,8 @@ def test_crm_mapping_seeds_history_and_suppresses_unsubscribed_and_bounced(
     assert "specialization" not in first.attributes
     assert first.external_id == "1"
     assert scan.accepted == 4
+    assert (scan.do_not_email, scan.unsubscribed_or_bounced) == (1, 2)
+    assert scan.seeded_events == 6 + 1 + 1 + 3
 
 
 def test_crm_mapping_rejects_a_visit_count_that_is_not_a_number(
