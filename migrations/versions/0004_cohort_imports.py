@@ -34,9 +34,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     )
-    op.create_index(
-        "ix_cohort_imports_file_sha256", "cohort_imports", ["file_sha256"]
-    )
+    op.create_index("ix_cohort_imports_file_sha256", "cohort_imports", ["file_sha256"])
 
 
 def downgrade() -> None:
