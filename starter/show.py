@@ -40,7 +40,9 @@ async def journey_state(client: Client, lead_id: int) -> dict[str, Any] | None:
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             return None
-        raise
+        # The journey exists but cannot answer now (no worker polling, for
+        # example): say so rather than fail the whole command.
+        return {"unavailable": error.message}
     return state
 
 
@@ -91,6 +93,8 @@ async def run_show(settings: Settings, reference: str) -> int:
     state = await journey_state(client, lead.id)
     if state is None:
         console.print("journey: none started")
+    elif "unavailable" in state:
+        console.print(f"journey: its state is unavailable now ({state['unavailable']})")
     else:
         shown = ("stage", "score", "step_index", "mql_episode", "mql_status", "paused")
         console.print(
