@@ -50,6 +50,7 @@ OPERATOR_ENV = {
     "EMAIL_FROM": "hello@example.com",
     "SALES_QUEUE_EMAIL": "sales@example.com",
     "POSTAL_ADDRESS": "Example Ltd, 1 Example Street, Exampletown",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEexample",
 }
 
 
