@@ -5,19 +5,33 @@ import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import upgrade
+from core.settings import Settings
 from devstack.postgres import EmbeddedPostgres
 from devstack.temporal import temporal_binary
 from models import search_attributes
+from worker import build_worker
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@asynccontextmanager
+async def project_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
+    """The product's own worker, every real activity, on the settings' queue."""
+    assert settings.database_url is not None
+    with ThreadPoolExecutor(max_workers=settings.worker_activity_slots) as executor:
+        async with build_worker(client, settings, settings.database_url, executor):
+            yield
 
 
 def free_port() -> int:

@@ -10,7 +10,6 @@ import bisect
 import csv
 import time
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from email import message_from_bytes
 from pathlib import Path
 
@@ -23,10 +22,9 @@ from core.settings import Settings
 from models.tables import EmailSend, Lead
 from starter.cohort import run_cohort
 from starter.report import build_funnel, print_funnel
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, project_worker
 from tests.databases import create_fresh_database
 from tests.factories import JOURNEYS
-from worker import build_worker
 
 REAL_LEADS = SHARED_DATA / "leads-xeducation-sample.csv"
 MAPPING = Path(__file__).resolve().parent.parent / "mappings" / "xeducation.yaml"
@@ -78,11 +76,8 @@ def settings(
 async def running_worker(
     settings: Settings, dev_env: WorkflowEnvironment
 ) -> AsyncIterator[None]:
-    assert settings.database_url is not None
-    with ThreadPoolExecutor(max_workers=settings.worker_activity_slots) as executor:
-        worker = build_worker(dev_env.client, settings, settings.database_url, executor)
-        async with worker:
-            yield
+    async with project_worker(dev_env.client, settings):
+        yield
 
 
 def file_rows() -> list[dict[str, str]]:

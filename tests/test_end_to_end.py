@@ -4,7 +4,6 @@ activities and the outbox, driven through the starter's commands."""
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,8 @@ from core.db import get_engine
 from core.settings import Settings
 from models.tables import EmailSend, Lead, SalesHandoff
 from starter.__main__ import run_cohort, send_event
+from tests.conftest import project_worker
 from tests.factories import JOURNEYS, made_up_lead, write_leads_csv
-from worker import build_worker
 
 
 @pytest.fixture
@@ -36,11 +35,8 @@ def settings(
 async def running_worker(
     settings: Settings, dev_env: WorkflowEnvironment
 ) -> AsyncIterator[None]:
-    assert settings.database_url is not None
-    with ThreadPoolExecutor(max_workers=settings.worker_activity_slots) as executor:
-        worker = build_worker(dev_env.client, settings, settings.database_url, executor)
-        async with worker:
-            yield
+    async with project_worker(dev_env.client, settings):
+        yield
 
 
 async def eventually(check: Callable[[], bool], seconds: float = 30) -> None:

@@ -6,7 +6,6 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -22,6 +21,7 @@ from core.enrolment import start_journey
 from core.settings import Settings, get_settings
 from core.signing import unsubscribe_url
 from models.tables import Lead, LeadEvent
+from tests.conftest import project_worker
 from tests.webhook_service import (
     WEBHOOK_SECRET,
     Clock,
@@ -37,7 +37,6 @@ from tests.webhook_service import (
 )
 from webhooks import post_event
 from webhooks.app import create_app
-from worker import build_worker
 from workflows.journey import workflow_id_for
 
 
@@ -70,12 +69,8 @@ def settings(
 async def worker(
     settings: Settings, dev_env: WorkflowEnvironment
 ) -> AsyncIterator[None]:
-    assert settings.database_url is not None
-    with ThreadPoolExecutor(max_workers=settings.worker_activity_slots) as executor:
-        async with build_worker(
-            dev_env.client, settings, settings.database_url, executor
-        ):
-            yield
+    async with project_worker(dev_env.client, settings):
+        yield
 
 
 @pytest.fixture(scope="module")

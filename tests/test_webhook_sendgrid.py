@@ -3,7 +3,6 @@ dev server and worker, the real PostgreSQL."""
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ from core.db import get_engine
 from core.enrolment import start_journey
 from core.settings import Settings
 from models.tables import EmailSend, Lead, LeadEvent
+from tests.conftest import project_worker
 from tests.webhook_service import (
     WEBHOOK_SECRET,
     Clock,
@@ -31,7 +31,6 @@ from tests.webhook_service import (
     signals_received,
 )
 from webhooks.app import create_app
-from worker import build_worker
 
 DAY = 86_400
 
@@ -72,12 +71,8 @@ def settings(
 async def worker(
     settings: Settings, dev_env: WorkflowEnvironment
 ) -> AsyncIterator[None]:
-    assert settings.database_url is not None
-    with ThreadPoolExecutor(max_workers=settings.worker_activity_slots) as executor:
-        async with build_worker(
-            dev_env.client, settings, settings.database_url, executor
-        ):
-            yield
+    async with project_worker(dev_env.client, settings):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from core.signing import unsubscribe_url
 from devstack.temporal import temporal_binary
 from models import search_attributes
 from models.tables import Lead, LeadEvent
-from tests.conftest import free_port
+from tests.conftest import free_port, project_worker
 from tests.webhook_service import (
     WEBHOOK_SECRET,
     ServiceThread,
@@ -36,7 +35,6 @@ from tests.webhook_service import (
     make_leads,
 )
 from webhooks.app import create_app
-from worker import build_worker
 
 
 async def start_server(port: int, db_file: Path) -> WorkflowEnvironment:
@@ -54,10 +52,8 @@ async def start_server(port: int, db_file: Path) -> WorkflowEnvironment:
 async def running_worker(
     env: WorkflowEnvironment, settings: Settings
 ) -> AsyncIterator[None]:
-    assert settings.database_url is not None
-    with ThreadPoolExecutor(max_workers=settings.worker_activity_slots) as executor:
-        async with build_worker(env.client, settings, settings.database_url, executor):
-            yield
+    async with project_worker(env.client, settings):
+        yield
 
 
 async def post_event(service: ServiceThread, event: dict[str, object]) -> str:
