@@ -1,13 +1,17 @@
 """Fake activities for journey tests, registered under the real names: they
 stand in for the database, the email provider and the sales inbox."""
 
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from models.messages import (
     EMAIL_REJECTED,
@@ -15,9 +19,13 @@ from models.messages import (
     EmailRequest,
     HandoffOutcome,
     HandoffRequest,
+    JourneyResult,
+    JourneyStart,
+    LeadEvent,
     ScoreRequest,
     ScoreResult,
 )
+from workflows.journey import LeadJourney
 from workflows.scoring import compute_score
 
 
@@ -85,3 +93,47 @@ class FakeWorld:
 
     def email_steps(self) -> list[str]:
         return [step for step, _ in self.emails]
+
+
+# Events to send: (day after the start, event type).
+Script = Sequence[tuple[float, str]]
+
+
+async def run_journey(
+    env: WorkflowEnvironment,
+    task_queue: str,
+    world: FakeWorld,
+    start: JourneyStart,
+    script: Script = (),
+) -> tuple[JourneyResult, dict[str, Any], WorkflowHandle[Any, Any]]:
+    """Start the journey, send the script's events on their days, and return
+    the result and the final state."""
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[LeadJourney],
+        activities=world.activities(),
+    ):
+        began = await env.get_current_time()
+        handle = await env.client.start_workflow(
+            LeadJourney.run,
+            start,
+            id=f"lead-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue,
+        )
+        for number, (day, event_type) in enumerate(script):
+            now = await env.get_current_time()
+            ahead = began + timedelta(days=day) - now
+            if ahead > timedelta(0):
+                await env.sleep(ahead)
+            await handle.signal(
+                LeadJourney.record_event,
+                LeadEvent(
+                    event_id=f"e-{number}",
+                    type=event_type,
+                    occurred_at=await env.get_current_time(),
+                ),
+            )
+        result = await handle.result()
+        state = await handle.query(LeadJourney.state)
+    return result, state, handle

@@ -3,25 +3,22 @@
 
 import time
 import uuid
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models.journey import Journey, ScoringRules
-from models.messages import JourneyResult, JourneyStart, LeadEvent
+from models.messages import JourneyStart, LeadEvent
 from tests.factories import default_scoring
-from tests.journey_fakes import FakeWorld
+from tests.journey_fakes import FakeWorld, run_journey
 from workflows.journey import LeadJourney
 
 # (day, event type) pairs a test sends, in order.
-Script = Sequence[tuple[float, str]]
 
 
 def journey(steps: list[dict[str, Any]], **fields: Any) -> Journey:
@@ -50,46 +47,6 @@ def start_for(
         index_search_attributes=False,
         **fields,
     )
-
-
-async def run_journey(
-    env: WorkflowEnvironment,
-    task_queue: str,
-    world: FakeWorld,
-    start: JourneyStart,
-    script: Script = (),
-) -> tuple[JourneyResult, dict[str, Any], WorkflowHandle[Any, Any]]:
-    """Start the journey, send the script's events on their days, and return
-    the result and the final state."""
-    async with Worker(
-        env.client,
-        task_queue=task_queue,
-        workflows=[LeadJourney],
-        activities=world.activities(),
-    ):
-        began = await env.get_current_time()
-        handle = await env.client.start_workflow(
-            LeadJourney.run,
-            start,
-            id=f"lead-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
-        )
-        for number, (day, event_type) in enumerate(script):
-            now = await env.get_current_time()
-            ahead = began + timedelta(days=day) - now
-            if ahead > timedelta(0):
-                await env.sleep(ahead)
-            await handle.signal(
-                LeadJourney.record_event,
-                LeadEvent(
-                    event_id=f"e-{number}",
-                    type=event_type,
-                    occurred_at=await env.get_current_time(),
-                ),
-            )
-        result = await handle.result()
-        state = await handle.query(LeadJourney.state)
-    return result, state, handle
 
 
 def days_after(world: FakeWorld, start: Any) -> list[float]:

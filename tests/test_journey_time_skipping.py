@@ -1,17 +1,14 @@
 """Single journeys over weeks, on the time-skipping test server, with the
 activities replaced by fakes registered under the same names."""
 
-import uuid
 from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from core.catalog import load_linked_journeys
-from models.messages import JourneyStart, LeadEvent
+from models.messages import JourneyStart
 from tests.factories import JOURNEYS, default_scoring, welcome_journey
-from tests.journey_fakes import FakeWorld
-from workflows.journey import LeadJourney
+from tests.journey_fakes import FakeWorld, run_journey
 
 
 def journey_start(lead_id: int = 1) -> JourneyStart:
@@ -31,18 +28,9 @@ async def test_quiet_lead_runs_the_welcome_series_then_moves_to_re_engagement(
     world = FakeWorld()
     began = await time_skipping_env.get_current_time()
 
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=task_queue,
-        workflows=[LeadJourney],
-        activities=world.activities(),
-    ):
-        result = await time_skipping_env.client.execute_workflow(
-            LeadJourney.run,
-            journey_start(),
-            id=f"lead-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
-        )
+    result, _, _ = await run_journey(
+        time_skipping_env, task_queue, world, journey_start()
+    )
 
     ended = await time_skipping_env.get_current_time()
     assert ended - began >= timedelta(days=30)
@@ -75,28 +63,13 @@ async def test_event_wakes_a_waiting_journey_at_once(
     world = FakeWorld(attributes={"lead_source": "Reference"})
     began = await time_skipping_env.get_current_time()
 
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=task_queue,
-        workflows=[LeadJourney],
-        activities=world.activities(),
-    ):
-        handle = await time_skipping_env.client.start_workflow(
-            LeadJourney.run,
-            journey_start(),
-            id=f"lead-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
-        )
-        await time_skipping_env.sleep(timedelta(days=1))
-        await handle.signal(
-            LeadJourney.record_event,
-            LeadEvent(
-                event_id="demo-1",
-                type="demo_request",
-                occurred_at=await time_skipping_env.get_current_time(),
-            ),
-        )
-        result = await handle.result()
+    result, _, _ = await run_journey(
+        time_skipping_env,
+        task_queue,
+        world,
+        journey_start(),
+        script=[(1, "demo_request")],
+    )
 
     assert result.mql_episodes == 1
     assert len(world.handoffs) == 1
@@ -112,18 +85,9 @@ async def test_email_the_provider_refuses_fails_the_touch_not_the_journey(
 ) -> None:
     world = FakeWorld(rejected_steps=frozenset({"getting-started"}))
 
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=task_queue,
-        workflows=[LeadJourney],
-        activities=world.activities(),
-    ):
-        result = await time_skipping_env.client.execute_workflow(
-            LeadJourney.run,
-            journey_start(),
-            id=f"lead-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
-        )
+    result, _, _ = await run_journey(
+        time_skipping_env, task_queue, world, journey_start()
+    )
 
     assert "getting-started" not in world.email_steps()
     assert world.email_steps()[:2] == ["welcome", "nudge"]
