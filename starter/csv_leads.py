@@ -65,6 +65,9 @@ class CsvScan:
     # Email -> row number of the last row with that email (only when repeated).
     _last_row_of: dict[str, int] = field(default_factory=dict)
     _invalid_rows: set[int] = field(default_factory=set)
+    # Suppressions carried by rows rejected for a conflicting external id: the
+    # lead with that email keeps them, so a rejected row never un-suppresses.
+    _held_suppressions: dict[str, tuple[bool, bool, bool]] = field(default_factory=dict)
 
     @property
     def merged(self) -> list[RejectedRow]:
@@ -111,7 +114,9 @@ class CsvLeads:
             for row_number, values in self._records(handle):
                 if row_number in scan._invalid_rows:
                     continue
-                lead = self._parse(row_number, values, scan=None)
+                lead = _with_held_suppressions(
+                    scan, self._parse(row_number, values, scan=None)
+                )
                 last_row = scan._last_row_of.get(lead.email)
                 if last_row is None:
                     yield lead
@@ -133,10 +138,16 @@ class CsvLeads:
                 scan.data_rows += 1
                 try:
                     lead = self._parse(row_number, values, scan)
+                except ValueError as error:
+                    scan.rejected.append(RejectedRow(row_number, str(error)))
+                    scan._invalid_rows.add(row_number)
+                    continue
+                try:
                     _check_external_id(lead, external_ids, external_of_email)
                 except ValueError as error:
                     scan.rejected.append(RejectedRow(row_number, str(error)))
                     scan._invalid_rows.add(row_number)
+                    _hold_suppressions(scan, lead)
                     continue
                 first = first_row_of.setdefault(lead.email, row_number)
                 if first != row_number:
@@ -330,6 +341,27 @@ def is_time_zone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+def _hold_suppressions(scan: CsvScan, lead: LeadRecord) -> None:
+    held = scan._held_suppressions.get(lead.email, (False, False, False))
+    scan._held_suppressions[lead.email] = (
+        held[0] or lead.do_not_email,
+        held[1] or lead.unsubscribed,
+        held[2] or lead.bounced,
+    )
+
+
+def _with_held_suppressions(scan: CsvScan, lead: LeadRecord) -> LeadRecord:
+    held = scan._held_suppressions.get(lead.email)
+    if held is None:
+        return lead
+    return replace(
+        lead,
+        do_not_email=lead.do_not_email or held[0],
+        unsubscribed=lead.unsubscribed or held[1],
+        bounced=lead.bounced or held[2],
+    )
 
 
 def _check_external_id(

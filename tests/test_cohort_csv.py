@@ -317,3 +317,20 @@ def test_the_example_cohort_reads_with_the_default_mapping() -> None:
         "occupation": "Working Professional",
     }
     assert [lead.do_not_email for lead in leads].count(True) == 1
+
+
+def test_a_do_not_email_row_rejected_for_its_external_id_still_suppresses_the_lead(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path / "conflict.csv",
+        f"{HEADER}\n"
+        "jo@example.com,EX-7,Jo,Hale,,no,Web\n"
+        "jo@example.com,EX-8,Jo,Hale,,yes,Web\n",
+    )
+
+    scan, leads = read(path)
+
+    assert [reject.row_number for reject in scan.rejected] == [3]
+    assert [lead.email for lead in leads] == ["jo@example.com"]
+    assert leads[0].do_not_email
