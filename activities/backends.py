@@ -17,6 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email import policy
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 from pathlib import Path
@@ -85,6 +86,9 @@ class ProviderRejected(DeliveryError):
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+_UNFOLDED = policy.default.clone(max_line_length=998)
+
+
 class OutboxBackend:
     """Writes each message as an `.eml` file named after its idempotency key,
     so delivering the same touch again rewrites the same file. The database
@@ -96,7 +100,9 @@ class OutboxBackend:
     def deliver(self, message: OutgoingEmail) -> str:
         self.outbox_dir.mkdir(parents=True, exist_ok=True)
         message_id = make_msgid(domain="outbox.invalid")
-        mime = EmailMessage()
+        # Long header lines (the unsubscribe link) stay plain instead of being
+        # encoded word by word, which mail clients would not act on.
+        mime = EmailMessage(policy=_UNFOLDED)
         mime["From"] = formataddr((message.from_name, message.from_email))
         mime["To"] = message.to_email
         if message.cc:
