@@ -171,7 +171,7 @@ async def test_tampered_unsigned_or_stale_batch_is_refused_and_nothing_stored(
     assert [answer.status_code for answer in answers] == [401, 401, 401]
     assert "does not match" in answers[0].json()["detail"]
     assert "missing" in answers[1].json()["detail"]
-    assert "seconds from now" in answers[2].json()["detail"]
+    assert "seconds old" in answers[2].json()["detail"]
     assert events_where(settings.database_url, LeadEvent.lead_id == lead_id) == []
 
 

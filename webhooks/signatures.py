@@ -49,9 +49,10 @@ def check_timestamp(timestamp: str | None, now: float, tolerance: int) -> None:
         raise SignatureError(message)
     age = now - int(timestamp)
     if abs(age) > tolerance:
+        when = f"{int(age)} seconds old" if age > 0 else f"{int(-age)} seconds ahead"
         message = (
-            f"the signature timestamp is {int(age)} seconds from now; "
-            f"at most {tolerance} seconds are accepted"
+            f"the signature timestamp is {when}; at most {tolerance} seconds "
+            "either way are accepted"
         )
         raise SignatureError(message)
 
