@@ -8,6 +8,7 @@ look; and on Ctrl-C stops everything it started.
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,8 +91,11 @@ def up(settings: Settings) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     # Both unwind like Ctrl-C, so everything started so far is stopped. SIGINT
     # is set explicitly because a shell may start us with it ignored.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    # A closed terminal (SIGHUP) stops everything too, rather than leaving
+    # servers behind that the next `make run` would collide with.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    refuse_busy_ports(settings)
 
     with ExitStack() as stack:
         env = dict(os.environ)
@@ -164,6 +168,30 @@ Lead nurture is running. Press Ctrl-C to stop everything.
     return 0
 
 
+def refuse_busy_ports(settings: Settings) -> None:
+    """Stop before touching anything when the stack's ports already answer:
+    another `make run`, or servers an earlier one left behind."""
+    temporal_host, _, temporal_port = settings.temporal_address.rpartition(":")
+    ports = {
+        "Temporal": (temporal_host, int(temporal_port)),
+        "the webhook service": (settings.webhook_host, settings.webhook_port),
+    }
+    for name, (host, port) in ports.items():
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            if probe.connect_ex((host, port)) == 0:
+                message = (
+                    f"{host}:{port}, the port for {name}, is already in use: is "
+                    "another `make run` running, or did one leave servers "
+                    "behind? Stop them first."
+                )
+                raise PortInUse(message)
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -176,6 +204,9 @@ def main(argv: list[str]) -> int:
     configure_logging(settings.log_format, settings.log_level)
     try:
         return up(settings)
+    except PortInUse as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

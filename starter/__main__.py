@@ -22,7 +22,7 @@ from core.enrolment import LeadFilter
 from core.intake import IncomingEvent, deliver_event, store_event
 from core.logs import configure_logging
 from core.settings import Settings, get_settings
-from core.temporal import connect, journey_url
+from core.temporal import TemporalUnavailable, connect, journey_url
 from starter.cohort import run_cohort, run_database_cohort
 from starter.csv_leads import CsvFormatError
 from starter.mapping import MappingError
@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TemporalUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; nothing half-done is left behind", file=sys.stderr)
         return 130
