@@ -158,7 +158,7 @@ async def run_cohort(
         )
     finally:
         for conflict in run.conflicts:
-            print(f"row {conflict.row_number}: {conflict.reason}", file=sys.stderr)
+            print(conflict.describe(), file=sys.stderr)
         _finish_import(database_url, record, run)
         if rejects_path is not None:
             write_rejects(rejects_path, scan.rejected + run.conflicts)
@@ -285,7 +285,7 @@ def _print_scan(path: Path, scan: CsvScan) -> None:
         )
     shown = sorted(scan.rejected, key=lambda reject: reject.row_number)
     for reject in shown[:REJECTS_SHOWN]:
-        print(f"row {reject.row_number}: {reject.reason}", file=sys.stderr)
+        print(reject.describe(), file=sys.stderr)
     if len(shown) > REJECTS_SHOWN:
         print(
             f"... and {len(shown) - REJECTS_SHOWN} more; --rejects FILE lists all",

@@ -46,6 +46,12 @@ class RejectedRow:
     # Set when the row was not lost but merged into an earlier row's lead.
     merged_into: int | None = None
 
+    def describe(self) -> str:
+        """The reason as one line that names the row once."""
+        if self.reason.startswith(f"row {self.row_number}"):
+            return self.reason
+        return f"row {self.row_number}: {self.reason}"
+
 
 @dataclass
 class CsvScan:

@@ -334,3 +334,19 @@ def test_a_do_not_email_row_rejected_for_its_external_id_still_suppresses_the_le
     assert [reject.row_number for reject in scan.rejected] == [3]
     assert [lead.email for lead in leads] == ["jo@example.com"]
     assert leads[0].do_not_email
+
+
+def test_a_reject_names_its_row_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "bad.csv",
+        f"{HEADER}\nnoatsign,A-1,Ada,,,no,\nada@example.com,A-2,Ada,,,no,\n"
+        " ADA@example.com ,A-2,Ada,,,no,\n",
+    )
+
+    scan, _ = read(path)
+
+    assert [reject.describe() for reject in scan.rejected] == [
+        "row 2: email 'noatsign' is not an address",
+        "row 4: same email as row 3 once trimmed and lower-cased; merged into the "
+        "lead of row 3",
+    ]
