@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import or_
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session, col, select
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -396,7 +396,3 @@ async def start_cohort(
             await gate.acquire()
             group.create_task(start_one(enrolment))
     return outcome
-
-
-def journey_handle(client: Client, lead_id: int) -> WorkflowHandle[Any, Any]:
-    return client.get_workflow_handle(workflow_id_for(lead_id))

@@ -1,7 +1,7 @@
 """What a lead event looks like on the wire, and how it becomes an intake event."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AliasChoices,
@@ -19,19 +19,6 @@ from core.intake import IncomingEvent
 # Lead ids are PostgreSQL integers.
 MAX_LEAD_ID = 2_147_483_647
 
-LEAD_EVENT_TYPES = (
-    "page_visit",
-    "form_submitted",
-    "demo_request",
-    "reply",
-    "purchase",
-    "sales_accepted",
-    "sales_rejected",
-    "sales_won",
-    "sales_lost",
-    "attribute_update",
-    "unsubscribe",
-)
 LeadEventType = Literal[
     "page_visit",
     "form_submitted",
@@ -45,6 +32,7 @@ LeadEventType = Literal[
     "attribute_update",
     "unsubscribe",
 ]
+LEAD_EVENT_TYPES: tuple[str, ...] = get_args(LeadEventType)
 
 Scalar = str | int | float | bool | None
 
